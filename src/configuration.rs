@@ -1,0 +1,322 @@
+//! Typed settings, layered like Azure delivers them.
+//!
+//! 1. built-in defaults;
+//! 2. an optional TOML file (`HANDLER_CONFIG_FILE`, else `handler.toml` in the
+//!    working directory if present);
+//! 3. environment variables, which is how Azure app settings and
+//!    `local.settings.json` `Values` reach the handler.
+//!
+//! Keys are the app-setting names in lower case in the file
+//! (`azure_client_id = "…"`) and as-is in the environment (`AZURE_CLIENT_ID`).
+//! Every setting is listed in the README's configuration table.
+
+use crate::identity::{IdentityConfig, RetryOptions, SourceMode, UserAssignedId};
+use azure_core::credentials::Secret;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Port used when the handler runs outside the Functions host.
+pub const DEV_DEFAULT_PORT: u16 = 3000;
+
+/// Everything the handler needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub identity: IdentityConfig,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Always bound on IPv4 loopback: the host dials 127.0.0.1. 0 picks a free port.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default; what Application Insights ingests best).
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, from `RUST_LOG`.
+    pub filter: String,
+}
+
+/// A setting that cannot be used. Startup stops with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not read settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("setting {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error(
+        "{0} are all set, but a user-assigned identity is chosen by at most one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID and MANAGED_IDENTITY_RESOURCE_ID; remove all but one"
+    )]
+    ConflictingIdentitySelectors(String),
+}
+
+/// The raw, flat shape: one optional string per app setting.
+#[derive(Deserialize, Default)]
+struct Raw {
+    functions_customhandler_port: Option<String>,
+    functions_httpworker_port: Option<String>,
+    log_format: Option<String>,
+    rust_log: Option<String>,
+    managed_identity_source: Option<String>,
+    identity_endpoint: Option<String>,
+    identity_header: Option<String>,
+    msi_endpoint: Option<String>,
+    msi_secret: Option<String>,
+    azure_pod_identity_authority_host: Option<String>,
+    azure_client_id: Option<String>,
+    managed_identity_object_id: Option<String>,
+    managed_identity_resource_id: Option<String>,
+    identity_max_retries: Option<String>,
+    identity_attempt_timeout_ms: Option<String>,
+    identity_deadline_ms: Option<String>,
+}
+
+impl Settings {
+    /// Loads from the process environment and the optional file.
+    pub fn load() -> Result<Self, SettingsError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let file = env
+            .get("HANDLER_CONFIG_FILE")
+            .map(|p| (PathBuf::from(p), true))
+            .unwrap_or_else(|| (PathBuf::from("handler.toml"), false));
+        Self::from_sources(Some(file), env)
+    }
+
+    /// Loads from an explicit file and environment map (tests use this instead
+    /// of mutating the process environment).
+    pub fn from_sources(
+        file: Option<(PathBuf, bool)>,
+        env: HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder()
+            .set_default("log_format", "json")?
+            .set_default("rust_log", "info")?;
+        if let Some((path, required)) = file {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(required),
+            );
+        }
+        // Empty values count as unset, as an app setting cleared in the portal.
+        let env = env
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let raw: Raw = builder
+            .add_source(config::Environment::default().source(Some(env)))
+            .build()?
+            .try_deserialize()?;
+        raw.validate()
+    }
+}
+
+impl Raw {
+    fn validate(self) -> Result<Settings, SettingsError> {
+        let port = match self
+            .functions_customhandler_port
+            .as_deref()
+            .map(|p| ("FUNCTIONS_CUSTOMHANDLER_PORT", p))
+            .or(self
+                .functions_httpworker_port
+                .as_deref()
+                .map(|p| ("FUNCTIONS_HTTPWORKER_PORT", p)))
+        {
+            Some((name, value)) => parse(name, value)?,
+            None => DEV_DEFAULT_PORT,
+        };
+
+        let format = match self.log_format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("json") | None => LogFormat::Json,
+            Some("pretty") | Some("text") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    name: "LOG_FORMAT",
+                    reason: format!("expected json or pretty, got {other:?}"),
+                });
+            }
+        };
+
+        let selectors: Vec<(&'static str, &'static str, &str)> = [
+            ("AZURE_CLIENT_ID", "client_id", &self.azure_client_id),
+            ("MANAGED_IDENTITY_OBJECT_ID", "object_id", &self.managed_identity_object_id),
+            ("MANAGED_IDENTITY_RESOURCE_ID", "resource_id", &self.managed_identity_resource_id),
+        ]
+        .into_iter()
+        .filter_map(|(name, kind, v)| v.as_deref().map(|v| (name, kind, v)))
+        .collect();
+        let user_assigned = match selectors.as_slice() {
+            [] => None,
+            [(name, kind, value)] => Some(
+                UserAssignedId::parse(kind, value)
+                    .map_err(|reason| SettingsError::Invalid { name, reason })?,
+            ),
+            many => {
+                let names: Vec<&str> = many.iter().map(|(n, _, _)| *n).collect();
+                return Err(SettingsError::ConflictingIdentitySelectors(names.join(" and ")));
+            }
+        };
+
+        let mode = self
+            .managed_identity_source
+            .as_deref()
+            .unwrap_or_default()
+            .parse::<SourceMode>()
+            .map_err(|reason| SettingsError::Invalid {
+                name: "MANAGED_IDENTITY_SOURCE",
+                reason,
+            })?;
+
+        let retry = if self.identity_max_retries.is_some()
+            || self.identity_attempt_timeout_ms.is_some()
+            || self.identity_deadline_ms.is_some()
+        {
+            let base = if mode == SourceMode::Imds {
+                RetryOptions::imds()
+            } else {
+                RetryOptions::app_service()
+            };
+            let ms = |name, v: &Option<String>, default: Duration| -> Result<Duration, SettingsError> {
+                v.as_deref()
+                    .map(|v| parse::<u64>(name, v).map(Duration::from_millis))
+                    .unwrap_or(Ok(default))
+            };
+            Some(RetryOptions {
+                max_retries: self
+                    .identity_max_retries
+                    .as_deref()
+                    .map(|v| parse("IDENTITY_MAX_RETRIES", v))
+                    .transpose()?
+                    .unwrap_or(base.max_retries),
+                attempt_timeout: ms(
+                    "IDENTITY_ATTEMPT_TIMEOUT_MS",
+                    &self.identity_attempt_timeout_ms,
+                    base.attempt_timeout,
+                )?,
+                deadline: ms("IDENTITY_DEADLINE_MS", &self.identity_deadline_ms, base.deadline)?,
+                ..base
+            })
+        } else {
+            None
+        };
+
+        Ok(Settings {
+            server: ServerSettings { port },
+            telemetry: TelemetrySettings {
+                format,
+                filter: self.rust_log.unwrap_or_else(|| "info".into()),
+            },
+            identity: IdentityConfig {
+                mode,
+                identity_endpoint: self.identity_endpoint,
+                identity_header: self.identity_header.map(Secret::from),
+                msi_endpoint: self.msi_endpoint,
+                msi_secret: self.msi_secret.map(Secret::from),
+                imds_endpoint: self.azure_pod_identity_authority_host.map(|host| {
+                    format!("{}/metadata/identity/oauth2/token", host.trim_end_matches('/'))
+                }),
+                user_assigned,
+                retry,
+            },
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| SettingsError::Invalid {
+        name,
+        reason: format!("{value:?}: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUID: &str = "5e29463d-71da-4fe0-8e69-999b57db23b0";
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_sources(None, env)
+    }
+
+    #[test]
+    fn port_prefers_customhandler_then_httpworker_then_default() {
+        assert_eq!(load(&[]).unwrap().server.port, DEV_DEFAULT_PORT);
+        assert_eq!(load(&[("FUNCTIONS_HTTPWORKER_PORT", "4001")]).unwrap().server.port, 4001);
+        let both = load(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "4000"),
+            ("FUNCTIONS_HTTPWORKER_PORT", "4001"),
+        ]);
+        assert_eq!(both.unwrap().server.port, 4000);
+        assert!(load(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "http")]).is_err());
+    }
+
+    #[test]
+    fn missing_identity_settings_do_not_fail_startup() {
+        let s = load(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token")]).unwrap();
+        assert!(s.identity.identity_header.is_none());
+    }
+
+    #[test]
+    fn more_than_one_selector_is_an_error() {
+        let err = load(&[("AZURE_CLIENT_ID", GUID), ("MANAGED_IDENTITY_OBJECT_ID", GUID)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AZURE_CLIENT_ID and MANAGED_IDENTITY_OBJECT_ID"), "{err}");
+        assert!(err.contains("at most one"), "{err}");
+    }
+
+    #[test]
+    fn selector_and_source_are_typed() {
+        let s = load(&[("AZURE_CLIENT_ID", GUID), ("MANAGED_IDENTITY_SOURCE", "imds")]).unwrap();
+        assert_eq!(s.identity.user_assigned, Some(UserAssignedId::ClientId(GUID.into())));
+        assert_eq!(s.identity.mode, SourceMode::Imds);
+        let bad = load(&[("AZURE_CLIENT_ID", "my-app")]).unwrap_err().to_string();
+        assert!(bad.contains("AZURE_CLIENT_ID"), "{bad}");
+    }
+
+    #[test]
+    fn retry_overrides() {
+        let s = load(&[("IDENTITY_MAX_RETRIES", "1"), ("IDENTITY_DEADLINE_MS", "1500")]).unwrap();
+        let r = s.identity.retry.unwrap();
+        assert_eq!((r.max_retries, r.deadline), (1, Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn file_layer_is_overridden_by_environment() {
+        let dir = std::env::temp_dir().join(format!("handler-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("handler.toml");
+        std::fs::write(&path, "log_format = \"pretty\"\nfunctions_customhandler_port = \"5000\"\n").unwrap();
+        let env = HashMap::from([("FUNCTIONS_CUSTOMHANDLER_PORT".to_string(), "5001".to_string())]);
+        let s = Settings::from_sources(Some((path, true)), env).unwrap();
+        assert_eq!(s.telemetry.format, LogFormat::Pretty);
+        assert_eq!(s.server.port, 5001);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let s = load(&[("IDENTITY_HEADER", "very-secret-header"), ("MSI_SECRET", "legacy-secret")]).unwrap();
+        let text = format!("{s:?}");
+        assert!(!text.contains("very-secret-header") && !text.contains("legacy-secret"), "{text}");
+    }
+}

@@ -1,0 +1,135 @@
+//! How a user-assigned managed identity is named in a token request.
+
+use std::fmt;
+
+/// Selects a user-assigned identity. With none, the endpoint issues tokens for
+/// the app's system-assigned identity.
+///
+/// The three forms are interchangeable on the 2019-08-01 protocol; the legacy
+/// 2017-09-01 protocol only knows client ids.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum UserAssignedId {
+    /// The identity's client (application) id, as in `AZURE_CLIENT_ID`.
+    ClientId(String),
+    /// The identity's object (principal) id.
+    ObjectId(String),
+    /// The identity's ARM resource id
+    /// (`/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`).
+    ResourceId(String),
+}
+
+impl UserAssignedId {
+    /// The selector's kind as shown to users: `client_id`, `object_id` or `resource_id`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ClientId(_) => "client_id",
+            Self::ObjectId(_) => "object_id",
+            Self::ResourceId(_) => "resource_id",
+        }
+    }
+
+    /// The selector's value. Ids are not secrets, so they may be logged and shown.
+    pub fn value(&self) -> &str {
+        match self {
+            Self::ClientId(v) | Self::ObjectId(v) | Self::ResourceId(v) => v,
+        }
+    }
+
+    /// Parses a selector from its `kind` and value, checking the value's shape so
+    /// a typo is reported before any request is made.
+    pub fn parse(kind: &str, value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        match kind {
+            "client_id" | "object_id" => {
+                if !is_guid(value) {
+                    return Err(format!("{kind} must be a GUID, got {value:?}"));
+                }
+                Ok(if kind == "client_id" {
+                    Self::ClientId(value.to_owned())
+                } else {
+                    Self::ObjectId(value.to_owned())
+                })
+            }
+            "resource_id" | "mi_res_id" => {
+                if !is_user_assigned_resource_id(value) {
+                    return Err(format!(
+                        "{kind} must be an ARM id of the form /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>, got {value:?}"
+                    ));
+                }
+                Ok(Self::ResourceId(value.to_owned()))
+            }
+            other => Err(format!("unknown identity selector {other:?}")),
+        }
+    }
+}
+
+impl fmt::Debug for UserAssignedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.kind(), self.value())
+    }
+}
+
+impl fmt::Display for UserAssignedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits, the only form Entra ids take.
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_user_assigned_resource_id(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower.starts_with("/subscriptions/")
+        && lower.contains("/providers/microsoft.managedidentity/userassignedidentities/")
+        && !lower.ends_with('/')
+        && s.len() <= 1024
+        && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUID: &str = "5e29463d-71da-4fe0-8e69-999b57db23b0";
+
+    #[test]
+    fn parses_each_kind() {
+        assert_eq!(
+            UserAssignedId::parse("client_id", GUID).unwrap(),
+            UserAssignedId::ClientId(GUID.into())
+        );
+        assert_eq!(
+            UserAssignedId::parse("object_id", GUID).unwrap().kind(),
+            "object_id"
+        );
+        let rid = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ua";
+        assert_eq!(
+            UserAssignedId::parse("mi_res_id", rid).unwrap(),
+            UserAssignedId::ResourceId(rid.into())
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        assert!(UserAssignedId::parse("client_id", "not-a-guid").is_err());
+        assert!(UserAssignedId::parse("object_id", "").is_err());
+        assert!(UserAssignedId::parse("resource_id", "/subscriptions/x/foo").is_err());
+        assert!(UserAssignedId::parse("tenant_id", GUID).is_err());
+    }
+
+    #[test]
+    fn guid_shape() {
+        assert!(is_guid(GUID));
+        assert!(is_guid(&GUID.to_uppercase()));
+        assert!(!is_guid("5e29463d71da4fe08e69999b57db23b0"));
+        assert!(!is_guid("5e29463d-71da-4fe0-8e69-999b57db23bz"));
+    }
+}

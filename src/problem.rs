@@ -1,0 +1,138 @@
+//! Error responses as RFC 9457 problem details (`application/problem+json`).
+//!
+//! Every error the handler returns has `type`, `title`, `status` and `detail`;
+//! `stage` says which hop failed, `upstream_status` what that hop answered, and
+//! `hint` what to do. A problem never carries a token or a secret value.
+
+use crate::identity::{IdentityError, TROUBLESHOOTING};
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde::Serialize;
+use std::fmt;
+
+/// Which hop of a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The caller's request itself.
+    Request,
+    Identity,
+    Keyvault,
+    Storage,
+    App2,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A stable identifier: `TROUBLESHOOTING.md#<section>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, anchor: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("{TROUBLESHOOTING}#{anchor}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            stage: None,
+            upstream_status: None,
+            hint: None,
+        }
+    }
+
+    /// 400 for a malformed request; nothing was sent upstream.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail).stage(Stage::Request)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail).stage(Stage::Request)
+    }
+
+    pub fn stage(mut self, stage: Stage) -> Self {
+        self.stage = Some(stage);
+        self
+    }
+
+    pub fn upstream(mut self, status: Option<u16>) -> Self {
+        self.upstream_status = status;
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.title, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("application/problem+json")
+            .json(self)
+    }
+}
+
+impl From<IdentityError> for Problem {
+    fn from(err: IdentityError) -> Self {
+        let status = if err.is_caller_error() {
+            StatusCode::BAD_REQUEST
+        } else if err.is_temporary() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        let hint = identity_hint(&err);
+        Problem::new(status, err.anchor(), err.to_string())
+            .stage(Stage::Identity)
+            .upstream(err.upstream_status())
+            .hint(hint)
+    }
+}
+
+fn identity_hint(err: &IdentityError) -> String {
+    let see = format!("See {}.", err.help_link());
+    let text = match err {
+        IdentityError::Endpoint { status: 400, .. } => {
+            "The selected user-assigned identity is not attached to this app, or several are attached and none is selected. Check AZURE_CLIENT_ID / MANAGED_IDENTITY_OBJECT_ID / MANAGED_IDENTITY_RESOURCE_ID against the identities shown under the app's Identity blade."
+        }
+        IdentityError::Endpoint { status: 401 | 403, .. } => {
+            "The identity endpoint refused the request header. IDENTITY_HEADER is rotated by the platform: read it from the environment at startup, never copy it into settings."
+        }
+        IdentityError::NotConfigured(_) => {
+            "Enable a managed identity on the app (it sets IDENTITY_ENDPOINT and IDENTITY_HEADER), or set MANAGED_IDENTITY_SOURCE to match your environment."
+        }
+        IdentityError::Developer(_) => {
+            "No managed identity is present, so the handler used developer credentials: run `az login` (or `azd auth login`), or start devstack for a local identity endpoint."
+        }
+        _ if err.is_temporary() => {
+            "The identity endpoint is throttling or unavailable. Retry later; tokens are cached, so this is rare once the app is warm."
+        }
+        _ => "",
+    };
+    if text.is_empty() {
+        see
+    } else {
+        format!("{text} {see}")
+    }
+}
