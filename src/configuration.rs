@@ -138,7 +138,12 @@ impl Raw {
             None => DEV_DEFAULT_PORT,
         };
 
-        let format = match self.log_format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let format = match self
+            .log_format
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("json") | None => LogFormat::Json,
             Some("pretty") | Some("text") => LogFormat::Pretty,
             Some(other) => {
@@ -151,8 +156,16 @@ impl Raw {
 
         let selectors: Vec<(&'static str, &'static str, &str)> = [
             ("AZURE_CLIENT_ID", "client_id", &self.azure_client_id),
-            ("MANAGED_IDENTITY_OBJECT_ID", "object_id", &self.managed_identity_object_id),
-            ("MANAGED_IDENTITY_RESOURCE_ID", "resource_id", &self.managed_identity_resource_id),
+            (
+                "MANAGED_IDENTITY_OBJECT_ID",
+                "object_id",
+                &self.managed_identity_object_id,
+            ),
+            (
+                "MANAGED_IDENTITY_RESOURCE_ID",
+                "resource_id",
+                &self.managed_identity_resource_id,
+            ),
         ]
         .into_iter()
         .filter_map(|(name, kind, v)| v.as_deref().map(|v| (name, kind, v)))
@@ -165,7 +178,9 @@ impl Raw {
             ),
             many => {
                 let names: Vec<&str> = many.iter().map(|(n, _, _)| *n).collect();
-                return Err(SettingsError::ConflictingIdentitySelectors(names.join(" and ")));
+                return Err(SettingsError::ConflictingIdentitySelectors(
+                    names.join(" and "),
+                ));
             }
         };
 
@@ -188,11 +203,12 @@ impl Raw {
             } else {
                 RetryOptions::app_service()
             };
-            let ms = |name, v: &Option<String>, default: Duration| -> Result<Duration, SettingsError> {
-                v.as_deref()
-                    .map(|v| parse::<u64>(name, v).map(Duration::from_millis))
-                    .unwrap_or(Ok(default))
-            };
+            let ms =
+                |name, v: &Option<String>, default: Duration| -> Result<Duration, SettingsError> {
+                    v.as_deref()
+                        .map(|v| parse::<u64>(name, v).map(Duration::from_millis))
+                        .unwrap_or(Ok(default))
+                };
             Some(RetryOptions {
                 max_retries: self
                     .identity_max_retries
@@ -205,7 +221,11 @@ impl Raw {
                     &self.identity_attempt_timeout_ms,
                     base.attempt_timeout,
                 )?,
-                deadline: ms("IDENTITY_DEADLINE_MS", &self.identity_deadline_ms, base.deadline)?,
+                deadline: ms(
+                    "IDENTITY_DEADLINE_MS",
+                    &self.identity_deadline_ms,
+                    base.deadline,
+                )?,
                 ..base
             })
         } else {
@@ -225,7 +245,10 @@ impl Raw {
                 msi_endpoint: self.msi_endpoint,
                 msi_secret: self.msi_secret.map(Secret::from),
                 imds_endpoint: self.azure_pod_identity_authority_host.map(|host| {
-                    format!("{}/metadata/identity/oauth2/token", host.trim_end_matches('/'))
+                    format!(
+                        "{}/metadata/identity/oauth2/token",
+                        host.trim_end_matches('/')
+                    )
                 }),
                 user_assigned,
                 retry,
@@ -238,10 +261,13 @@ fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, Set
 where
     T::Err: std::fmt::Display,
 {
-    value.trim().parse().map_err(|e: T::Err| SettingsError::Invalid {
-        name,
-        reason: format!("{value:?}: {e}"),
-    })
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| SettingsError::Invalid {
+            name,
+            reason: format!("{value:?}: {e}"),
+        })
 }
 
 #[cfg(test)]
@@ -261,7 +287,13 @@ mod tests {
     #[test]
     fn port_prefers_customhandler_then_httpworker_then_default() {
         assert_eq!(load(&[]).unwrap().server.port, DEV_DEFAULT_PORT);
-        assert_eq!(load(&[("FUNCTIONS_HTTPWORKER_PORT", "4001")]).unwrap().server.port, 4001);
+        assert_eq!(
+            load(&[("FUNCTIONS_HTTPWORKER_PORT", "4001")])
+                .unwrap()
+                .server
+                .port,
+            4001
+        );
         let both = load(&[
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "4000"),
             ("FUNCTIONS_HTTPWORKER_PORT", "4001"),
@@ -278,27 +310,49 @@ mod tests {
 
     #[test]
     fn more_than_one_selector_is_an_error() {
-        let err = load(&[("AZURE_CLIENT_ID", GUID), ("MANAGED_IDENTITY_OBJECT_ID", GUID)])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("AZURE_CLIENT_ID and MANAGED_IDENTITY_OBJECT_ID"), "{err}");
+        let err = load(&[
+            ("AZURE_CLIENT_ID", GUID),
+            ("MANAGED_IDENTITY_OBJECT_ID", GUID),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("AZURE_CLIENT_ID and MANAGED_IDENTITY_OBJECT_ID"),
+            "{err}"
+        );
         assert!(err.contains("at most one"), "{err}");
     }
 
     #[test]
     fn selector_and_source_are_typed() {
-        let s = load(&[("AZURE_CLIENT_ID", GUID), ("MANAGED_IDENTITY_SOURCE", "imds")]).unwrap();
-        assert_eq!(s.identity.user_assigned, Some(UserAssignedId::ClientId(GUID.into())));
+        let s = load(&[
+            ("AZURE_CLIENT_ID", GUID),
+            ("MANAGED_IDENTITY_SOURCE", "imds"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.identity.user_assigned,
+            Some(UserAssignedId::ClientId(GUID.into()))
+        );
         assert_eq!(s.identity.mode, SourceMode::Imds);
-        let bad = load(&[("AZURE_CLIENT_ID", "my-app")]).unwrap_err().to_string();
+        let bad = load(&[("AZURE_CLIENT_ID", "my-app")])
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("AZURE_CLIENT_ID"), "{bad}");
     }
 
     #[test]
     fn retry_overrides() {
-        let s = load(&[("IDENTITY_MAX_RETRIES", "1"), ("IDENTITY_DEADLINE_MS", "1500")]).unwrap();
+        let s = load(&[
+            ("IDENTITY_MAX_RETRIES", "1"),
+            ("IDENTITY_DEADLINE_MS", "1500"),
+        ])
+        .unwrap();
         let r = s.identity.retry.unwrap();
-        assert_eq!((r.max_retries, r.deadline), (1, Duration::from_millis(1500)));
+        assert_eq!(
+            (r.max_retries, r.deadline),
+            (1, Duration::from_millis(1500))
+        );
     }
 
     #[test]
@@ -306,8 +360,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("handler-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("handler.toml");
-        std::fs::write(&path, "log_format = \"pretty\"\nfunctions_customhandler_port = \"5000\"\n").unwrap();
-        let env = HashMap::from([("FUNCTIONS_CUSTOMHANDLER_PORT".to_string(), "5001".to_string())]);
+        std::fs::write(
+            &path,
+            "log_format = \"pretty\"\nfunctions_customhandler_port = \"5000\"\n",
+        )
+        .unwrap();
+        let env = HashMap::from([(
+            "FUNCTIONS_CUSTOMHANDLER_PORT".to_string(),
+            "5001".to_string(),
+        )]);
         let s = Settings::from_sources(Some((path, true)), env).unwrap();
         assert_eq!(s.telemetry.format, LogFormat::Pretty);
         assert_eq!(s.server.port, 5001);
@@ -315,8 +376,15 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let s = load(&[("IDENTITY_HEADER", "very-secret-header"), ("MSI_SECRET", "legacy-secret")]).unwrap();
+        let s = load(&[
+            ("IDENTITY_HEADER", "very-secret-header"),
+            ("MSI_SECRET", "legacy-secret"),
+        ])
+        .unwrap();
         let text = format!("{s:?}");
-        assert!(!text.contains("very-secret-header") && !text.contains("legacy-secret"), "{text}");
+        assert!(
+            !text.contains("very-secret-header") && !text.contains("legacy-secret"),
+            "{text}"
+        );
     }
 }

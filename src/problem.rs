@@ -116,7 +116,9 @@ fn identity_hint(err: &IdentityError) -> String {
         IdentityError::Endpoint { status: 400, .. } => {
             "The selected user-assigned identity is not attached to this app, or several are attached and none is selected. Check AZURE_CLIENT_ID / MANAGED_IDENTITY_OBJECT_ID / MANAGED_IDENTITY_RESOURCE_ID against the identities shown under the app's Identity blade."
         }
-        IdentityError::Endpoint { status: 401 | 403, .. } => {
+        IdentityError::Endpoint {
+            status: 401 | 403, ..
+        } => {
             "The identity endpoint refused the request header. IDENTITY_HEADER is rotated by the platform: read it from the environment at startup, never copy it into settings."
         }
         IdentityError::NotConfigured(_) => {

@@ -58,7 +58,11 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(port, "handler listening on 127.0.0.1");
-        Ok(Self { port, server, state })
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {

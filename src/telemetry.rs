@@ -27,9 +27,9 @@ where
                     .with_writer(sink),
             ),
         ),
-        LogFormat::Pretty => Box::new(
-            registry.with(tracing_subscriber::fmt::layer().with_writer(sink)),
-        ),
+        LogFormat::Pretty => {
+            Box::new(registry.with(tracing_subscriber::fmt::layer().with_writer(sink)))
+        }
     }
 }
 
@@ -49,7 +49,11 @@ pub async fn request_span(
         .headers()
         .get("x-azure-functions-invocationid")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b','))
+        .filter(|v| {
+            v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b',')
+        })
         .unwrap_or("")
         .to_owned();
     let span = tracing::info_span!(

@@ -105,10 +105,8 @@ impl<K: Eq + Hash + Clone> TokenCache<K> {
 
         let _guard = entry.fetch.lock().await;
         // Another caller may have fetched while we queued.
-        if let Some(cached) = entry.current() {
-            if Instant::now() < cached.refresh_at {
-                return Ok((cached.token, Freshness::Cached));
-            }
+        if let Some(cached) = entry.current().filter(|c| Instant::now() < c.refresh_at) {
+            return Ok((cached.token, Freshness::Cached));
         }
         let token = fetch().await?;
         Ok((Self::store(&entry, token), Freshness::Fetched))
@@ -186,12 +184,24 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok::<_, String>(token("t", 3600))
         };
-        assert_eq!(cache.get_or_fetch(&"k", fetch).await.unwrap().1, Freshness::Fetched);
-        assert_eq!(cache.get_or_fetch(&"k", fetch).await.unwrap().1, Freshness::Cached);
+        assert_eq!(
+            cache.get_or_fetch(&"k", fetch).await.unwrap().1,
+            Freshness::Fetched
+        );
+        assert_eq!(
+            cache.get_or_fetch(&"k", fetch).await.unwrap().1,
+            Freshness::Cached
+        );
         tokio::time::advance(Duration::from_secs(3299)).await;
-        assert_eq!(cache.get_or_fetch(&"k", fetch).await.unwrap().1, Freshness::Cached);
+        assert_eq!(
+            cache.get_or_fetch(&"k", fetch).await.unwrap().1,
+            Freshness::Cached
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(cache.get_or_fetch(&"k", fetch).await.unwrap().1, Freshness::Fetched);
+        assert_eq!(
+            cache.get_or_fetch(&"k", fetch).await.unwrap().1,
+            Freshness::Fetched
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 

@@ -135,8 +135,14 @@ mod tests {
         // I9, values checked against the legacy Python parser.
         assert_eq!(epoch(json!("06/20/2019 02:57:58 +00:00")), Ok(1560999478));
         assert_eq!(epoch(json!("1/16/2020 5:24:12 AM +00:00")), Ok(1579152252));
-        assert_eq!(epoch(json!("1/16/2020 5:24:12 PM +00:00")), Ok(1579152252 + 12 * 3600));
-        assert_eq!(epoch(json!("1/16/2020 12:24:12 AM +00:00")), Ok(1579152252 - 5 * 3600));
+        assert_eq!(
+            epoch(json!("1/16/2020 5:24:12 PM +00:00")),
+            Ok(1579152252 + 12 * 3600)
+        );
+        assert_eq!(
+            epoch(json!("1/16/2020 12:24:12 AM +00:00")),
+            Ok(1579152252 - 5 * 3600)
+        );
         assert_eq!(epoch(json!("06/20/2019 04:57:58 +02:00")), Ok(1560999478));
     }
 

@@ -30,18 +30,20 @@ pub enum SourceMode {
 impl std::str::FromStr for SourceMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "" | "auto" => Self::Auto,
-            "app_service" => Self::AppService,
-            "app_service_legacy" | "app_service_2017" => Self::AppServiceLegacy,
-            "imds" => Self::Imds,
-            "developer" => Self::Developer,
-            other => {
-                return Err(format!(
-                    "unknown identity source {other:?}; expected auto, app_service, app_service_legacy, imds or developer"
-                ));
-            }
-        })
+        Ok(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "" | "auto" => Self::Auto,
+                "app_service" => Self::AppService,
+                "app_service_legacy" | "app_service_2017" => Self::AppServiceLegacy,
+                "imds" => Self::Imds,
+                "developer" => Self::Developer,
+                other => {
+                    return Err(format!(
+                        "unknown identity source {other:?}; expected auto, app_service, app_service_legacy, imds or developer"
+                    ));
+                }
+            },
+        )
     }
 }
 
@@ -173,7 +175,9 @@ impl ManagedIdentityProvider {
                 id = d.id.as_deref().unwrap_or_default(),
                 "managed identity source selected"
             ),
-            Err(reason) => tracing::warn!(%reason, "managed identity is not configured; token requests will fail"),
+            Err(reason) => {
+                tracing::warn!(%reason, "managed identity is not configured; token requests will fail")
+            }
         }
     }
 
@@ -444,7 +448,10 @@ mod tests {
     #[test]
     fn source_modes_parse() {
         assert_eq!("".parse::<SourceMode>().unwrap(), SourceMode::Auto);
-        assert_eq!("App-Service".parse::<SourceMode>().unwrap(), SourceMode::AppService);
+        assert_eq!(
+            "App-Service".parse::<SourceMode>().unwrap(),
+            SourceMode::AppService
+        );
         assert_eq!("imds".parse::<SourceMode>().unwrap(), SourceMode::Imds);
         assert!("vm".parse::<SourceMode>().is_err());
     }
@@ -462,7 +469,10 @@ mod tests {
     #[test]
     fn newer_protocol_wins_and_legacy_is_the_fallback() {
         // I6, I7
-        assert_eq!(select_source(&config()).unwrap().kind(), SourceKind::AppService);
+        assert_eq!(
+            select_source(&config()).unwrap().kind(),
+            SourceKind::AppService
+        );
         let legacy_only = IdentityConfig {
             identity_endpoint: None,
             identity_header: None,
@@ -480,12 +490,19 @@ mod tests {
             identity_header: None,
             ..config()
         };
-        assert_eq!(select_source(&half).unwrap_err(), "IDENTITY_HEADER is not set");
+        assert_eq!(
+            select_source(&half).unwrap_err(),
+            "IDENTITY_HEADER is not set"
+        );
         let bad = IdentityConfig {
             identity_endpoint: Some("not a url".into()),
             ..config()
         };
-        assert!(select_source(&bad).unwrap_err().starts_with("IDENTITY_ENDPOINT is not a valid URL"));
+        assert!(
+            select_source(&bad)
+                .unwrap_err()
+                .starts_with("IDENTITY_ENDPOINT is not a valid URL")
+        );
     }
 
     #[test]

@@ -23,10 +23,17 @@ pub fn parse_token(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<AccessToken, IdentityError> {
-    let invalid = |reason: String| IdentityError::InvalidResponse { via: source, reason };
+    let invalid = |reason: String| IdentityError::InvalidResponse {
+        via: source,
+        reason,
+    };
     // The body holds a token: never echo it, even partly, in an error.
-    let parsed: TokenBody = serde_json::from_slice(body)
-        .map_err(|e| invalid(format!("body is not a JSON token response ({})", e.classify_name())))?;
+    let parsed: TokenBody = serde_json::from_slice(body).map_err(|e| {
+        invalid(format!(
+            "body is not a JSON token response ({})",
+            e.classify_name()
+        ))
+    })?;
     let token = parsed
         .access_token
         .filter(|t| !t.is_empty())
@@ -82,7 +89,10 @@ pub fn parse_error(response: &EndpointResponse) -> ErrorDetails {
         .or_else(|| field("error_description"))
         .or_else(|| field("Message"))
         .unwrap_or_else(|| {
-            if json.as_ref().is_some_and(|j| j.get("access_token").is_some()) {
+            if json
+                .as_ref()
+                .is_some_and(|j| j.get("access_token").is_some())
+            {
                 "(response body withheld: it contains a token)".into()
             } else {
                 let text = String::from_utf8_lossy(&response.body);
@@ -163,7 +173,8 @@ mod tests {
         let imds = parse_error(&EndpointResponse {
             status: 400,
             retry_after: None,
-            body: br#"{"error":"invalid_resource","error_description":"AADSTS500011: not found"}"#.to_vec(),
+            body: br#"{"error":"invalid_resource","error_description":"AADSTS500011: not found"}"#
+                .to_vec(),
         });
         assert_eq!(imds.error_code.as_deref(), Some("invalid_resource"));
         assert!(imds.message.starts_with("AADSTS500011"));

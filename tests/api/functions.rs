@@ -1,0 +1,201 @@
+//! `/`, `/api/health` and `/api/token` through a running handler.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "errors are problem documents"
+    );
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn readiness_probe_answers_without_outbound_calls() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/").await.status(), 200);
+    assert!(app.identity.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn health_reports_version_and_source() {
+    let app = spawn_app().await;
+    let body: Value = app.get("/api/health").await.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["identity_source"], "app_service");
+    assert!(app.identity.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_404s() {
+    let app = spawn_app().await;
+    let (status, body) = problem(app.get("/api/nope").await).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["stage"], "request");
+    assert!(body["detail"].as_str().unwrap().contains("/api/nope"));
+}
+
+#[tokio::test]
+async fn token_shows_claims_but_never_the_token() {
+    let app = spawn_app().await;
+    let body = token_body("https://vault.azure.net", 3600);
+    let raw_token = body["access_token"].as_str().unwrap().to_owned();
+    Mock::given(method("GET"))
+        .and(path("/msi/token"))
+        .and(query_param("resource", "https://vault.azure.net"))
+        .and(query_param("api-version", "2019-08-01"))
+        .and(header("X-IDENTITY-HEADER", IDENTITY_HEADER))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(1)
+        .mount(&app.identity)
+        .await;
+
+    let first = app
+        .get("/api/token?scope=https://vault.azure.net/.default&code=fnkey")
+        .await;
+    assert_eq!(first.status(), 200);
+    let text = first.text().await.unwrap();
+    assert!(!text.contains(&raw_token) && !text.contains("SIGNATURE-MUST-NOT-LEAK"));
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["resource"], "https://vault.azure.net");
+    assert_eq!(json["cached"], false);
+    assert_eq!(
+        json["identity"],
+        json!({"source": "app_service", "selector": "system_assigned"})
+    );
+    assert_eq!(json["claims"]["aud"], "https://vault.azure.net");
+    assert_eq!(json["claims"]["roles"], json!(["App2.Access"]));
+    assert!(json["expires_on"].as_str().unwrap().ends_with('Z'));
+
+    let second: Value = app
+        .get("/api/token?resource=https://vault.azure.net")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        second["cached"], true,
+        "second call is served from the cache"
+    );
+}
+
+#[tokio::test]
+async fn token_for_a_user_assigned_identity() {
+    let app = spawn_app().await;
+    Mock::given(query_param("client_id", UA_CLIENT_ID))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("api://app2", 3600)))
+        .expect(1)
+        .mount(&app.identity)
+        .await;
+    let body: Value = app
+        .get(&format!(
+            "/api/token?resource=api://app2&client_id={UA_CLIENT_ID}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["identity"],
+        json!({"source": "app_service", "selector": "client_id", "id": UA_CLIENT_ID})
+    );
+}
+
+#[tokio::test]
+async fn bad_token_parameters_are_400_problems_and_send_nothing() {
+    let app = spawn_app().await;
+    for query in [
+        "",
+        "?resource=a&scope=b/.default",
+        "?resource=",
+        "?resource=https://vault.azure.net%0Aevil",
+        "?scope=/.default",
+        "?resource=r&client_id=not-a-guid",
+        &format!("?resource=r&client_id={UA_CLIENT_ID}&object_id={UA_CLIENT_ID}"),
+        "?resource=r&mi_res_id=/subscriptions/x",
+        "?resource=a&resource=b",
+    ] {
+        let (status, body) = problem(app.get(&format!("/api/token{query}")).await).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["stage"], "request", "{query}");
+        assert!(
+            body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("TROUBLESHOOTING.md#")
+        );
+    }
+    assert!(app.identity.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn identity_400_is_a_502_with_the_platform_message() {
+    let app = spawn_app().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "statusCode": 400,
+            "message": "Unable to load the proper Managed Identity.",
+            "correlationId": "7f1f3c8e-0000-4000-8000-000000000001"
+        })))
+        .expect(1)
+        .mount(&app.identity)
+        .await;
+    let (status, body) = problem(
+        app.get(&format!(
+            "/api/token?resource=https://vault.azure.net&client_id={UA_CLIENT_ID}"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(body["stage"], "identity");
+    assert_eq!(body["upstream_status"], 400);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("Unable to load the proper Managed Identity."),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("7f1f3c8e-0000-4000-8000-000000000001"),
+        "{detail}"
+    );
+    assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-endpoint-400");
+    assert!(body["hint"].as_str().unwrap().contains("AZURE_CLIENT_ID"));
+}
+
+#[tokio::test]
+async fn identity_throttling_is_a_503() {
+    let app = spawn_app().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
+        .expect(2) // first try + IDENTITY_MAX_RETRIES=1
+        .mount(&app.identity)
+        .await;
+    let (status, body) = problem(
+        app.get("/api/token?resource=https://storage.azure.com")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["stage"], "identity");
+    assert_eq!(body["upstream_status"], 429);
+}
+
+#[tokio::test]
+async fn unconfigured_identity_names_the_missing_setting() {
+    let app = spawn_app_with(&[("IDENTITY_HEADER", "")]).await;
+    let (status, body) =
+        problem(app.get("/api/token?resource=https://vault.azure.net").await).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["detail"].as_str().unwrap().contains("IDENTITY_HEADER"),
+        "{body}"
+    );
+    assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-not-configured");
+}

@@ -1,0 +1,6 @@
+//! Black-box tests of app1. One binary (faster to link), one module per area.
+mod binary;
+mod functions;
+mod helpers;
+mod provider_protocol;
+mod provider_timing;
