@@ -1,0 +1,304 @@
+//! Starting and stopping the whole local Azure: identity endpoint + issuer,
+//! Key Vault, Azurite, the EasyAuth gate and app2.
+
+use crate::azurite::{self, Azurite};
+use crate::easyauth::{GateConfig, GateState};
+use crate::identity_endpoint::{self, IdentityState};
+use crate::issuer::Issuer;
+use crate::keyvault::{self, SeedFile, SeedSecret, VaultState};
+use crate::tls::{LocalTls, TlsFiles};
+use crate::validate::TokenValidator;
+use crate::world::World;
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// The seed secrets used when no file is given.
+pub const DEFAULT_SEED: &str = include_str!("../seed/secrets.json");
+
+/// Ports to listen on; 0 picks a free one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ports {
+    pub identity: u16,
+    pub keyvault: u16,
+    pub storage: u16,
+    pub gate: u16,
+}
+
+impl Ports {
+    /// The documented fixed ports (`devstack up --fixed-ports`).
+    pub fn fixed() -> Self {
+        Self {
+            identity: 41564,
+            keyvault: 8443,
+            storage: 10000,
+            gate: 8444,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Certificates, the authsettings file and the Azurite install live here.
+    pub state_dir: PathBuf,
+    pub ports: Ports,
+    /// Start Azurite (needs Node.js).
+    pub azurite: bool,
+    /// Seed secrets file; `None` uses [`DEFAULT_SEED`].
+    pub seed_file: Option<PathBuf>,
+    /// The world to simulate (scenarios change it).
+    pub world: World,
+}
+
+impl StackOptions {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            ports: Ports::default(),
+            azurite: true,
+            seed_file: None,
+            world: World::new(),
+        }
+    }
+}
+
+/// A running devstack.
+pub struct Stack {
+    pub world: Arc<RwLock<World>>,
+    pub identity: web::Data<IdentityState>,
+    pub gate: web::Data<GateState>,
+    pub tls: TlsFiles,
+    pub ca_pem: String,
+    pub identity_url: String,
+    pub keyvault_url: String,
+    pub storage_url: Option<String>,
+    pub gate_url: String,
+    pub app2_url: String,
+    pub auth_settings_file: PathBuf,
+    pub seed_secret: String,
+    servers: Vec<ServerHandle>,
+    azurite: Option<Azurite>,
+}
+
+fn bind(port: u16) -> anyhow::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
+        let state_dir = &options.state_dir;
+        std::fs::create_dir_all(state_dir)?;
+        let tls = LocalTls::generate()?;
+        let tls_files = tls.write(&state_dir.join("tls"))?;
+        let world = Arc::new(RwLock::new(options.world.clone()));
+        let tenant = options.world.tenant_id.clone();
+        let mut servers = vec![];
+
+        // Identity endpoint + issuer (plain HTTP, like the platform's).
+        let (listener, identity_port) = bind(options.ports.identity)?;
+        let identity_url = format!("http://127.0.0.1:{identity_port}");
+        let identity = web::Data::new(IdentityState::new(
+            world.clone(),
+            Arc::new(tokio::task::spawn_blocking(Issuer::generate).await??),
+            identity_url.clone(),
+            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        ));
+        let data = identity.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(identity_endpoint::configure)
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        servers.push(server.handle());
+        tokio::spawn(server);
+
+        let validator = Arc::new(TokenValidator::new(identity_url.clone(), tenant));
+
+        // Key Vault (HTTPS).
+        let seed: Vec<SeedSecret> = match &options.seed_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str::<SeedFile>(&text)?.secrets
+            }
+            None => serde_json::from_str::<SeedFile>(DEFAULT_SEED)?.secrets,
+        };
+        let seed_secret = seed.first().map(|s| s.name.clone()).unwrap_or_default();
+        let vault = web::Data::new(VaultState::new(world.clone(), validator.clone(), &seed));
+        let (listener, vault_port) = bind(options.ports.keyvault)?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(vault.clone())
+                .configure(keyvault::configure)
+        })
+        .workers(2)
+        .disable_signals()
+        .listen_rustls_0_23(listener, tls.server_config()?)?
+        .run();
+        servers.push(server.handle());
+        tokio::spawn(server);
+
+        // app2, reachable only through the gate.
+        let app2 = app2::Application::build(app2::Settings {
+            port: 0,
+            required_role: app2::DEFAULT_REQUIRED_ROLE.into(),
+        })?;
+        let app2_url = format!("http://127.0.0.1:{}", app2.port());
+        servers.push(app2.handle());
+        tokio::spawn(app2.run_until_stopped());
+
+        // EasyAuth gate (HTTPS), configured from an authsettingsV2 file.
+        let auth_settings_file = state_dir.join("app2-authsettingsV2.json");
+        let settings_doc = options.world.app2_auth_settings();
+        std::fs::write(
+            &auth_settings_file,
+            serde_json::to_string_pretty(&settings_doc)?,
+        )?;
+        let gate_config = GateConfig::from_auth_settings(&serde_json::from_str(
+            &std::fs::read_to_string(&auth_settings_file)?,
+        )?)?;
+        let gate = web::Data::new(GateState {
+            config: RwLock::new(gate_config),
+            validator: validator.clone(),
+            upstream: app2_url.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        });
+        let data = gate.clone();
+        let (listener, gate_port) = bind(options.ports.gate)?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(crate::easyauth::gate))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen_rustls_0_23(listener, tls.server_config()?)?
+        .run();
+        servers.push(server.handle());
+        tokio::spawn(server);
+
+        // Azurite (HTTPS, OAuth).
+        let azurite = if options.azurite {
+            let main_js = {
+                let cache = state_dir.join("cache");
+                tokio::task::spawn_blocking(move || azurite::ensure_installed(&cache)).await??
+            };
+            Some(
+                Azurite::start(
+                    &main_js,
+                    options.ports.storage,
+                    &tls_files.server_cert,
+                    &tls_files.server_key,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let storage_url = azurite.as_ref().map(|a| {
+            format!(
+                "https://127.0.0.1:{}/{}",
+                a.port, options.world.storage_account
+            )
+        });
+
+        Ok(Self {
+            world,
+            identity,
+            gate,
+            tls: tls_files,
+            ca_pem: tls.ca_pem.clone(),
+            identity_url,
+            keyvault_url: format!("https://127.0.0.1:{vault_port}"),
+            storage_url,
+            gate_url: format!("https://127.0.0.1:{gate_port}"),
+            app2_url,
+            auth_settings_file,
+            seed_secret,
+            servers,
+            azurite,
+        })
+    }
+
+    /// The `KEY=VALUE` pairs written to the env file (see the README).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let w = self.world.read().unwrap();
+        let mut env = vec![
+            (
+                "IDENTITY_ENDPOINT",
+                format!("{}/msi/token", self.identity_url),
+            ),
+            ("IDENTITY_HEADER", self.identity.identity_header.clone()),
+            ("MSI_ENDPOINT", format!("{}/MSI/token/", self.identity_url)),
+            ("MSI_SECRET", self.identity.msi_secret.clone()),
+            ("DEVSTACK_AUTHORITY", self.identity_url.clone()),
+            ("DEVSTACK_TENANT_ID", w.tenant_id.clone()),
+            ("DEVSTACK_CA_CERT", self.tls.ca_cert.display().to_string()),
+            (
+                "DEVSTACK_AUTHSETTINGS_FILE",
+                self.auth_settings_file.display().to_string(),
+            ),
+            ("KEYVAULT_URL", self.keyvault_url.clone()),
+            ("APP2_BASE_URL", self.gate_url.clone()),
+            ("APP2_RESOURCE", w.app2.app_id_uri.clone()),
+            ("APP2_CLIENT_ID", w.app2.client_id.clone()),
+            ("APP1_CLIENT_ID", w.app1.client_id.clone()),
+            ("APP1_OBJECT_ID", w.app1.object_id.clone()),
+            ("DEVSTACK_UA_CLIENT_ID", w.user_assigned.client_id.clone()),
+            ("DEVSTACK_UA_OBJECT_ID", w.user_assigned.object_id.clone()),
+            (
+                "DEVSTACK_UA_RESOURCE_ID",
+                w.user_assigned.resource_id.clone(),
+            ),
+            ("DEVSTACK_SEED_SECRET", self.seed_secret.clone()),
+        ];
+        if let Some(url) = &self.storage_url {
+            env.push(("STORAGE_ACCOUNT_URL", url.clone()));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// Writes [`Stack::env`] to `path` atomically (temp file + rename), so a
+    /// reader never sees half a file: its existence means "ready".
+    pub fn write_env_file(&self, path: &Path, extra: &[(String, String)]) -> anyhow::Result<()> {
+        let mut text = String::from("# written by `devstack up`; valid while it runs\n");
+        for (k, v) in self.env().iter().chain(extra) {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    pub fn azurite_pid(&self) -> Option<u32> {
+        self.azurite.as_ref().and_then(Azurite::pid)
+    }
+
+    /// Stops every server and child process.
+    pub async fn stop(self) {
+        for server in &self.servers {
+            server.stop(true).await;
+        }
+        if let Some(azurite) = self.azurite {
+            azurite.stop().await;
+        }
+    }
+}
