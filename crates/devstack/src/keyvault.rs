@@ -135,11 +135,11 @@ impl Action {
     }
 
     fn allowed_for(&self, role: Option<VaultRole>) -> bool {
-        match (self, role) {
-            (_, Some(VaultRole::SecretsOfficer)) => true,
-            (Self::Get | Self::List, Some(VaultRole::SecretsUser)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, role),
+            (_, Some(VaultRole::SecretsOfficer))
+                | (Self::Get | Self::List, Some(VaultRole::SecretsUser))
+        )
     }
 }
 

@@ -36,6 +36,9 @@ struct UpArgs {
     /// Certificates, generated config and the Azurite install.
     #[arg(long, env = "DEVSTACK_HOME", default_value = ".devstack")]
     state_dir: PathBuf,
+    /// Where Azurite is installed (kept between runs); default `<state-dir>/cache`.
+    #[arg(long, env = "DEVSTACK_CACHE")]
+    cache_dir: Option<PathBuf>,
     /// Use the documented fixed ports instead of free ones
     /// (identity 41564, Key Vault 8443, Azurite 10000, app2 gate 8444).
     #[arg(long)]
@@ -78,6 +81,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut options = StackOptions::new(&args.state_dir);
     options.azurite = !args.no_azurite;
     options.seed_file = args.secrets;
+    options.cache_dir = args.cache_dir;
     if args.fixed_ports {
         options.ports = Ports::fixed();
     }

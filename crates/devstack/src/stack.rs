@@ -47,6 +47,8 @@ pub struct StackOptions {
     pub ports: Ports,
     /// Start Azurite (needs Node.js).
     pub azurite: bool,
+    /// Where Azurite is installed (shared between runs); default `<state_dir>/cache`.
+    pub cache_dir: Option<PathBuf>,
     /// Seed secrets file; `None` uses [`DEFAULT_SEED`].
     pub seed_file: Option<PathBuf>,
     /// The world to simulate (scenarios change it).
@@ -59,6 +61,7 @@ impl StackOptions {
             state_dir: state_dir.into(),
             ports: Ports::default(),
             azurite: true,
+            cache_dir: None,
             seed_file: None,
             world: World::new(),
         }
@@ -194,7 +197,10 @@ impl Stack {
         // Azurite (HTTPS, OAuth).
         let azurite = if options.azurite {
             let main_js = {
-                let cache = state_dir.join("cache");
+                let cache = options
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| state_dir.join("cache"));
                 tokio::task::spawn_blocking(move || azurite::ensure_installed(&cache)).await??
             };
             Some(

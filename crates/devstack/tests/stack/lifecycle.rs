@@ -1,0 +1,125 @@
+//! `devstack up` as users run it: env file when ready, clean stop on SIGTERM.
+
+use crate::helpers::*;
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
+    let dir = temp_dir("up");
+    let env_file = dir.join("env");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["up", "--env-file"])
+        .arg(&env_file)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--cache-dir")
+        .arg(workspace_root().join(".devstack/cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !env_file.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "devstack exited early");
+        assert!(Instant::now() < deadline, "no env file within 180 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let env: HashMap<String, String> = std::fs::read_to_string(&env_file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    for key in [
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+        "DEVSTACK_AUTHORITY",
+        "DEVSTACK_TENANT_ID",
+        "DEVSTACK_CA_CERT",
+        "KEYVAULT_URL",
+        "STORAGE_ACCOUNT_URL",
+        "APP2_BASE_URL",
+        "APP2_RESOURCE",
+        "APP2_CLIENT_ID",
+        "APP1_CLIENT_ID",
+        "APP1_OBJECT_ID",
+        "DEVSTACK_UA_CLIENT_ID",
+        "DEVSTACK_UA_OBJECT_ID",
+        "DEVSTACK_UA_RESOURCE_ID",
+        "DEVSTACK_SEED_SECRET",
+    ] {
+        assert!(
+            env.get(key).is_some_and(|v| !v.is_empty()),
+            "{key} missing from the env file"
+        );
+    }
+    assert!(env["STORAGE_ACCOUNT_URL"].ends_with("/devstoreaccount1"));
+    assert!(std::path::Path::new(&env["DEVSTACK_CA_CERT"]).exists());
+
+    let kids = children_of(child.id());
+    assert!(!kids.is_empty(), "Azurite runs as a child process");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "devstack did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(!env_file.exists(), "the env file is removed on stop");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kids.iter().any(|k| alive(*k)) {
+        assert!(
+            Instant::now() < deadline,
+            "child processes outlived devstack: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
