@@ -26,6 +26,32 @@ pub struct Settings {
     pub server: ServerSettings,
     pub identity: IdentityConfig,
     pub telemetry: TelemetrySettings,
+    pub azure: AzureSettings,
+}
+
+/// Where the functions' upstreams are and how to call them. Every URL is
+/// optional: a function whose setting is missing answers a problem naming it.
+#[derive(Debug, Clone)]
+pub struct AzureSettings {
+    pub keyvault_url: Option<String>,
+    /// Keep `true` in production. `false` (KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK)
+    /// lets a vault at 127.0.0.1 (devstack) pass the SDK's challenge check.
+    pub verify_challenge_resource: bool,
+    pub secret_cache_ttl: Duration,
+    /// Demo only: return secret values from `/api/secrets`.
+    pub expose_secret_values: bool,
+    pub storage_account_url: Option<String>,
+    /// Pins `x-ms-version` (e.g. for an older emulator); `None` uses the SDK's.
+    pub storage_api_version: Option<String>,
+    pub max_body_bytes: usize,
+    pub audit_container: String,
+    pub app2_base_url: Option<String>,
+    pub app2_resource: Option<String>,
+    pub flow_secret_name: String,
+    /// Extra CA certificates (PEM) to trust, e.g. devstack's local CA.
+    pub extra_ca_cert: Option<PathBuf>,
+    pub upstream_max_retries: u32,
+    pub upstream_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +107,20 @@ struct Raw {
     identity_max_retries: Option<String>,
     identity_attempt_timeout_ms: Option<String>,
     identity_deadline_ms: Option<String>,
+    keyvault_url: Option<String>,
+    keyvault_skip_challenge_resource_check: Option<String>,
+    secret_cache_ttl_secs: Option<String>,
+    expose_secret_values: Option<String>,
+    storage_account_url: Option<String>,
+    storage_api_version: Option<String>,
+    max_body_bytes: Option<String>,
+    audit_container: Option<String>,
+    app2_base_url: Option<String>,
+    app2_resource: Option<String>,
+    flow_secret_name: Option<String>,
+    extra_ca_cert: Option<String>,
+    upstream_max_retries: Option<String>,
+    upstream_timeout_ms: Option<String>,
 }
 
 impl Settings {
@@ -232,7 +272,40 @@ impl Raw {
             None
         };
 
+        let azure = AzureSettings {
+            verify_challenge_resource: !flag(
+                "KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK",
+                &self.keyvault_skip_challenge_resource_check,
+            )?,
+            secret_cache_ttl: Duration::from_secs(
+                opt("SECRET_CACHE_TTL_SECS", &self.secret_cache_ttl_secs)?.unwrap_or(300),
+            ),
+            expose_secret_values: flag("EXPOSE_SECRET_VALUES", &self.expose_secret_values)?,
+            max_body_bytes: opt("MAX_BODY_BYTES", &self.max_body_bytes)?
+                .unwrap_or(10 * 1024 * 1024),
+            audit_container: self.audit_container.unwrap_or_else(|| "audit".into()),
+            flow_secret_name: self
+                .flow_secret_name
+                .unwrap_or_else(|| "app1-demo-secret".into()),
+            upstream_max_retries: opt("UPSTREAM_MAX_RETRIES", &self.upstream_max_retries)?
+                .unwrap_or(2),
+            upstream_timeout: Duration::from_millis(
+                opt("UPSTREAM_TIMEOUT_MS", &self.upstream_timeout_ms)?.unwrap_or(10_000),
+            ),
+            keyvault_url: self.keyvault_url,
+            storage_account_url: self
+                .storage_account_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            storage_api_version: self.storage_api_version,
+            app2_base_url: self
+                .app2_base_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            app2_resource: self.app2_resource,
+            extra_ca_cert: self.extra_ca_cert.map(PathBuf::from),
+        };
+
         Ok(Settings {
+            azure,
             server: ServerSettings { port },
             telemetry: TelemetrySettings {
                 format,
@@ -254,6 +327,31 @@ impl Raw {
                 retry,
             },
         })
+    }
+}
+
+fn opt<T: std::str::FromStr>(
+    name: &'static str,
+    value: &Option<String>,
+) -> Result<Option<T>, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.as_deref().map(|v| parse(name, v)).transpose()
+}
+
+fn flag(name: &'static str, value: &Option<String>) -> Result<bool, SettingsError> {
+    match value
+        .as_deref()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("false") | Some("0") | Some("no") => Ok(false),
+        Some("true") | Some("1") | Some("yes") => Ok(true),
+        Some(other) => Err(SettingsError::Invalid {
+            name,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
     }
 }
 
@@ -372,6 +470,36 @@ mod tests {
         let s = Settings::from_sources(Some((path, true)), env).unwrap();
         assert_eq!(s.telemetry.format, LogFormat::Pretty);
         assert_eq!(s.server.port, 5001);
+    }
+
+    #[test]
+    fn azure_settings_defaults_and_flags() {
+        let s = load(&[]).unwrap().azure;
+        assert!(
+            s.verify_challenge_resource,
+            "challenge-resource verification is on by default"
+        );
+        assert!(
+            !s.expose_secret_values,
+            "secret values are hidden by default"
+        );
+        assert_eq!(s.secret_cache_ttl, Duration::from_secs(300));
+        let s = load(&[
+            ("KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK", "true"),
+            ("EXPOSE_SECRET_VALUES", "1"),
+            (
+                "STORAGE_ACCOUNT_URL",
+                "https://127.0.0.1:10000/devstoreaccount1/",
+            ),
+        ])
+        .unwrap()
+        .azure;
+        assert!(!s.verify_challenge_resource && s.expose_secret_values);
+        assert_eq!(
+            s.storage_account_url.as_deref(),
+            Some("https://127.0.0.1:10000/devstoreaccount1")
+        );
+        assert!(load(&[("EXPOSE_SECRET_VALUES", "maybe")]).is_err());
     }
 
     #[test]

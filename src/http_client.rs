@@ -1,6 +1,7 @@
-//! The one outbound HTTP client, shared by the token provider and (later) the
-//! Azure SDK clients, so every call reuses one connection pool.
+//! The one outbound HTTP client, shared by the token provider, the Azure SDK
+//! clients (as their transport) and the app2 client: one connection pool.
 
+use std::path::Path;
 use std::time::Duration;
 
 /// Installs rustls' ring provider once; reqwest is built without a default one.
@@ -11,14 +12,32 @@ pub fn install_crypto_provider() {
 /// A client with explicit timeouts and no automatic decompression (Azure Storage
 /// downloads must see the bytes exactly as sent).
 pub fn build() -> reqwest::Client {
+    builder(Duration::from_secs(30))
+        .build()
+        .expect("static reqwest configuration is valid")
+}
+
+/// As [`build`], also trusting the PEM certificates in `extra_ca` (e.g.
+/// devstack's local CA) on top of the platform's roots.
+pub fn build_with(extra_ca: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut b = builder(timeout);
+    if let Some(path) = extra_ca {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("EXTRA_CA_CERT {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("EXTRA_CA_CERT {} is not PEM: {e}", path.display()))?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
+        .read_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_gzip()
         .no_deflate()
         .user_agent(concat!("app1-handler/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("static reqwest configuration is valid")
 }

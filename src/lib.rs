@@ -10,11 +10,13 @@
 //! | [`functions`] | one module per function folder |
 //! | [`http_client`] | the shared outbound HTTP client |
 
+pub mod azure;
 pub mod configuration;
 pub mod functions;
 pub mod http_client;
 pub mod identity;
 pub mod problem;
+pub mod protocol;
 pub mod startup;
 pub mod telemetry;
 

@@ -21,8 +21,14 @@ pub enum Stage {
     App2,
 }
 
+/// A problem document. Boxed, so `Result<_, Problem>` stays one pointer wide.
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDetails>);
+
+/// The members of a [`Problem`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemDetails {
     /// A stable identifier: `TROUBLESHOOTING.md#<section>`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -35,11 +41,14 @@ pub struct Problem {
     pub upstream_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Extension members (RFC 9457 §3.2), e.g. the flow's step report.
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, anchor: &str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(ProblemDetails {
             kind: format!("{TROUBLESHOOTING}#{anchor}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
@@ -47,7 +56,8 @@ impl Problem {
             stage: None,
             upstream_status: None,
             hint: None,
-        }
+            extensions: serde_json::Map::new(),
+        }))
     }
 
     /// 400 for a malformed request; nothing was sent upstream.
@@ -57,6 +67,28 @@ impl Problem {
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail).stage(Stage::Request)
+    }
+
+    /// 413: the body is larger than `MAX_BODY_BYTES`; nothing was stored.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+        .stage(Stage::Request)
+        .hint("Raise MAX_BODY_BYTES, or upload large blobs directly to storage.")
+    }
+
+    /// 503: the function needs a setting this deployment does not have.
+    pub fn not_configured(stage: Stage, setting: &str, what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-configured",
+            format!("{setting} is not set, so this function cannot reach {what}"),
+        )
+        .stage(stage)
+        .hint(format!("Set the app setting {setting}."))
     }
 
     pub fn stage(mut self, stage: Stage) -> Self {
@@ -72,6 +104,19 @@ impl Problem {
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+}
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDetails {
+        &mut self.0
     }
 }
 
@@ -95,6 +140,12 @@ impl ResponseError for Problem {
 
 impl From<IdentityError> for Problem {
     fn from(err: IdentityError) -> Self {
+        Problem::from(&err)
+    }
+}
+
+impl From<&IdentityError> for Problem {
+    fn from(err: &IdentityError) -> Self {
         let status = if err.is_caller_error() {
             StatusCode::BAD_REQUEST
         } else if err.is_temporary() {
@@ -102,7 +153,7 @@ impl From<IdentityError> for Problem {
         } else {
             StatusCode::BAD_GATEWAY
         };
-        let hint = identity_hint(&err);
+        let hint = identity_hint(err);
         Problem::new(status, err.anchor(), err.to_string())
             .stage(Stage::Identity)
             .upstream(err.upstream_status())

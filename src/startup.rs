@@ -1,18 +1,61 @@
 //! Wiring: settings → shared state → actix-web server on 127.0.0.1.
 
-use crate::configuration::Settings;
-use crate::functions;
+use crate::azure::AzureClients;
+use crate::configuration::{AzureSettings, Settings};
 use crate::identity::ManagedIdentityProvider;
 use crate::problem::Problem;
+use crate::protocol::{forward, payload};
 use crate::telemetry;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
 use std::net::TcpListener;
 use std::sync::Arc;
 
+/// Limits applied before any function runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
 /// State shared by every function.
 pub struct AppState {
     pub identity: Arc<ManagedIdentityProvider>,
+    pub azure: AzureClients,
+    pub settings: AzureSettings,
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// Builds the provider and clients; no network call is made.
+    pub fn new(settings: &Settings) -> std::io::Result<Self> {
+        let http = crate::http_client::build_with(
+            settings.azure.extra_ca_cert.as_deref(),
+            settings.azure.upstream_timeout,
+        )
+        .map_err(std::io::Error::other)?;
+        let identity = Arc::new(ManagedIdentityProvider::new(
+            settings.identity.clone(),
+            Arc::new(http.clone()),
+        ));
+        identity.log_source();
+        Ok(Self::with_identity(settings, identity, http))
+    }
+
+    /// As [`AppState::new`], with a prepared provider (tests inject doubles).
+    pub fn with_identity(
+        settings: &Settings,
+        identity: Arc<ManagedIdentityProvider>,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            azure: AzureClients::new(&settings.azure, identity.clone(), http),
+            identity,
+            settings: settings.azure.clone(),
+            limits: Limits {
+                max_body_bytes: settings.azure.max_body_bytes,
+            },
+        }
+    }
 }
 
 /// The bound, not yet running server.
@@ -26,16 +69,11 @@ impl Application {
     /// Binds `127.0.0.1:<port>` (0 picks a free one) and builds the server.
     /// Makes no outbound call: the host's 30 s readiness window is for binding.
     pub fn build(settings: Settings) -> std::io::Result<Self> {
-        let http = crate::http_client::build();
-        let identity = Arc::new(ManagedIdentityProvider::new(
-            settings.identity.clone(),
-            Arc::new(http),
-        ));
-        identity.log_source();
-        Self::build_with(settings, AppState { identity })
+        let state = AppState::new(&settings)?;
+        Self::build_with(settings, state)
     }
 
-    /// As [`Application::build`], with prepared state (tests inject doubles).
+    /// As [`Application::build`], with prepared state.
     pub fn build_with(settings: Settings, state: AppState) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", settings.server.port))?;
         let port = listener.local_addr()?.port();
@@ -45,11 +83,9 @@ impl Application {
             App::new()
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .app_data(app_state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                    Problem::bad_request(format!("invalid query string: {err}")).into()
-                }))
-                .route("/", web::to(readiness))
-                .configure(functions::configure)
+                .route("/", web::get().to(readiness))
+                .configure(forward::configure)
+                .configure(payload::configure)
                 .default_service(web::to(no_such_function))
         })
         // We own shutdown (see `main`): SIGTERM and SIGINT both stop gracefully.

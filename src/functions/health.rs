@@ -1,14 +1,15 @@
 //! `GET /api/health` (anonymous): liveness and the identity source in use.
 //! Makes no outbound call.
 
+use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use serde_json::json;
 
-pub async fn run(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+pub async fn run(_: Invocation, state: web::Data<AppState>) -> Outcome {
+    Ok(Reply::ok_json(&json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "identity_source": state.identity.describe(None).source,
-    }))
+    })))
 }

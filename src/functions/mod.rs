@@ -1,19 +1,97 @@
 //! The functions. Each has a folder with a `function.json` at the app root and
-//! a module here; routes carry the host's route prefix because forward mode
-//! passes the original path (`/api/...`) through.
+//! a module here. Both protocol adapters dispatch through [`ALL`], so each
+//! function's code exists once.
 
+mod app2;
+mod blobs;
+mod flow;
 mod health;
+mod secrets;
 mod token;
 
+use crate::protocol::{Invocation, Outcome, Reply};
+use crate::startup::AppState;
 use actix_web::web;
+use futures::future::LocalBoxFuture;
 
 /// `extensions.http.routePrefix` in host.json.
 pub const ROUTE_PREFIX: &str = "api";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope(ROUTE_PREFIX)
-            .route("/health", web::get().to(health::run))
-            .route("/token", web::get().to(token::run)),
-    );
+type Run = fn(Invocation, web::Data<AppState>) -> LocalBoxFuture<'static, Outcome>;
+
+/// A function: its folder name, the forward-mode routes that match its
+/// function.json (prefix included), and its code.
+pub struct FunctionSpec {
+    pub name: &'static str,
+    pub routes: &'static [(&'static str, &'static str)],
+    run: Run,
+}
+
+pub static ALL: &[FunctionSpec] = &[
+    FunctionSpec {
+        name: "health",
+        routes: &[("GET", "/api/health")],
+        run: |i, s| Box::pin(health::run(i, s)),
+    },
+    FunctionSpec {
+        name: "token",
+        routes: &[("GET", "/api/token")],
+        run: |i, s| Box::pin(token::run(i, s)),
+    },
+    FunctionSpec {
+        name: "secrets",
+        routes: &[
+            ("GET", "/api/secrets/{name}"),
+            ("GET", "/api/secrets/{name}/{version}"),
+        ],
+        run: |i, s| Box::pin(secrets::run(i, s)),
+    },
+    FunctionSpec {
+        name: "blobs",
+        routes: &[
+            ("GET", "/api/blobs/{container}"),
+            ("GET", "/api/blobs/{container}/{name:.*}"),
+            ("PUT", "/api/blobs/{container}/{name:.*}"),
+            ("DELETE", "/api/blobs/{container}/{name:.*}"),
+        ],
+        run: |i, s| Box::pin(blobs::run(i, s)),
+    },
+    FunctionSpec {
+        name: "app2",
+        routes: &[("GET", "/api/app2"), ("GET", "/api/app2/{path:.*}")],
+        run: |i, s| Box::pin(app2::run(i, s)),
+    },
+    FunctionSpec {
+        name: "flow",
+        routes: &[("POST", "/api/flow")],
+        run: |i, s| Box::pin(flow::run(i, s)),
+    },
+];
+
+/// The function whose folder is `name` (the host's payload path is case-preserving).
+pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
+    ALL.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+}
+
+/// Runs a function; a problem becomes its problem+json reply and a log line.
+pub async fn invoke(
+    spec: &'static FunctionSpec,
+    invocation: Invocation,
+    state: &web::Data<AppState>,
+) -> Reply {
+    match (spec.run)(invocation, state.clone()).await {
+        Ok(reply) => reply,
+        Err(problem) => {
+            tracing::warn!(
+                function = spec.name,
+                status = problem.status,
+                stage = ?problem.stage,
+                upstream_status = problem.upstream_status,
+                r#type = %problem.kind,
+                detail = %problem.detail,
+                "function failed"
+            );
+            Reply::from_problem(&problem)
+        }
+    }
 }

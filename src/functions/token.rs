@@ -5,35 +5,21 @@
 
 use crate::identity::{UserAssignedId, claims::decode_claims, scope_to_resource};
 use crate::problem::Problem;
+use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
-use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use actix_web::web;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
-
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    resource: Option<String>,
-    scope: Option<String>,
-    client_id: Option<String>,
-    object_id: Option<String>,
-    mi_res_id: Option<String>,
-}
 
 /// Longest resource accepted: generous for an App ID URI, short enough for a URL.
 const MAX_RESOURCE_LEN: usize = 512;
 
-pub async fn run(
-    state: web::Data<AppState>,
-    query: web::Query<TokenQuery>,
-) -> Result<HttpResponse, Problem> {
-    let query = query.into_inner();
-    let resource = resource_of(&query)?;
-    let identity = identity_of(&query)?;
-
+pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
+    let resource = resource_of(&inv)?;
+    let identity = identity_of(&inv)?;
     let provided = state.identity.token(&resource, identity.as_ref()).await?;
     let claims = decode_claims(provided.token.token.secret());
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(Reply::ok_json(&json!({
         "resource": resource,
         "expires_on": provided.token.expires_on.format(&Rfc3339).unwrap_or_default(),
         "cached": provided.cached,
@@ -42,8 +28,8 @@ pub async fn run(
     })))
 }
 
-fn resource_of(query: &TokenQuery) -> Result<String, Problem> {
-    let resource = match (&query.resource, &query.scope) {
+fn resource_of(inv: &Invocation) -> Result<String, Problem> {
+    let resource = match (inv.query_one("resource")?, inv.query_one("scope")?) {
         (Some(r), None) => r.trim().to_owned(),
         (None, Some(s)) => scope_to_resource(&[s.trim()])
             .map_err(|e| Problem::bad_request(e.to_string()))?
@@ -68,15 +54,13 @@ fn resource_of(query: &TokenQuery) -> Result<String, Problem> {
     Ok(resource)
 }
 
-fn identity_of(query: &TokenQuery) -> Result<Option<UserAssignedId>, Problem> {
-    let given: Vec<(&str, &str)> = [
-        ("client_id", &query.client_id),
-        ("object_id", &query.object_id),
-        ("mi_res_id", &query.mi_res_id),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-    .collect();
+fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
+    let mut given = vec![];
+    for kind in ["client_id", "object_id", "mi_res_id"] {
+        if let Some(v) = inv.query_one(kind)? {
+            given.push((kind, v));
+        }
+    }
     match given.as_slice() {
         [] => Ok(None),
         [(kind, value)] => UserAssignedId::parse(kind, value)

@@ -1,0 +1,258 @@
+//! Reading secrets through the official `azure_security_keyvault_secrets`
+//! client, on our token provider, with a TTL cache.
+
+use super::ttl_cache::TtlCache;
+use super::upstream::UpstreamError;
+use crate::problem::{Problem, Stage};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::ClientOptions;
+use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+
+/// A secret as read, with its value kept in a redacting `Secret`.
+#[derive(Debug)]
+pub struct FetchedSecret {
+    pub name: String,
+    pub version: String,
+    pub enabled: Option<bool>,
+    pub content_type: Option<String>,
+    pub created: Option<String>,
+    pub updated: Option<String>,
+    pub value: Secret,
+}
+
+impl FetchedSecret {
+    /// Hex SHA-256 of the value: lets users compare versions without seeing it.
+    pub fn value_sha256(&self) -> String {
+        Sha256::digest(self.value.secret().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The metadata a function returns; the value only when `expose` (demo only).
+    pub fn to_json(&self, expose: bool) -> Value {
+        let mut v = json!({
+            "name": self.name,
+            "version": self.version,
+            "enabled": self.enabled,
+            "content_type": self.content_type,
+            "created": self.created,
+            "updated": self.updated,
+            "value_sha256": self.value_sha256(),
+        });
+        if expose {
+            v["value"] = json!(self.value.secret());
+        }
+        v
+    }
+}
+
+/// Key Vault's name rule: 1–127 characters of `0-9 a-z A-Z -`.
+pub fn validate_name(name: &str) -> Result<(), Problem> {
+    if (1..=127).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "a secret name is 1-127 characters of letters, digits and hyphens",
+        ))
+    }
+}
+
+/// A version id is 32 hexadecimal characters.
+pub fn validate_version(version: &str) -> Result<(), Problem> {
+    if version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "a secret version is 32 hexadecimal characters",
+        ))
+    }
+}
+
+pub struct SecretsService {
+    client: SecretClient,
+    cache: TtlCache<(String, Option<String>), FetchedSecret>,
+}
+
+impl SecretsService {
+    pub fn new(
+        vault_url: &str,
+        credential: Arc<dyn TokenCredential>,
+        client_options: ClientOptions,
+        verify_challenge_resource: bool,
+        ttl: Duration,
+    ) -> azure_core::Result<Self> {
+        let client = SecretClient::new(
+            vault_url,
+            credential,
+            Some(SecretClientOptions {
+                client_options,
+                verify_challenge_resource: Some(verify_challenge_resource),
+                ..Default::default()
+            }),
+        )?;
+        Ok(Self {
+            client,
+            cache: TtlCache::new(ttl),
+        })
+    }
+
+    /// A secret (latest or `version`); `bool` is true when served from the cache.
+    pub async fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<FetchedSecret>, bool), Problem> {
+        validate_name(name)?;
+        if let Some(v) = version {
+            validate_version(v)?;
+        }
+        let key = (
+            name.to_ascii_lowercase(),
+            version.map(str::to_ascii_lowercase),
+        );
+        let result = self
+            .cache
+            .get_or_fetch(&key, || self.fetch(name, version))
+            .await;
+        if let Err(Fetch::Upstream(e)) = &result
+            && matches!(e.status, Some(401 | 403))
+        {
+            // Access changed: never serve a copy read with access we no longer have.
+            self.cache.invalidate(&key);
+        }
+        result.map_err(|e| match e {
+            Fetch::NotFound => Problem::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "secret-not-found",
+                format!(
+                    "Key Vault has no secret {name}{}",
+                    version
+                        .map(|v| format!(" with version {v}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .stage(Stage::Keyvault)
+            .upstream(Some(404)),
+            Fetch::Upstream(e) => e.to_problem(),
+            Fetch::Problem(p) => p,
+        })
+    }
+
+    async fn fetch(&self, name: &str, version: Option<&str>) -> Result<FetchedSecret, Fetch> {
+        let options = SecretClientGetSecretOptions {
+            secret_version: version.map(str::to_owned),
+            ..Default::default()
+        };
+        let response = self
+            .client
+            .get_secret(name, Some(options))
+            .await
+            .map_err(classify)?;
+        let secret = response.into_model().map_err(classify)?;
+        let version = secret
+            .id
+            .as_deref()
+            .and_then(|id| id.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let time = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+        let attributes = secret.attributes.as_ref();
+        Ok(FetchedSecret {
+            name: name.to_owned(),
+            version,
+            enabled: attributes.and_then(|a| a.enabled),
+            content_type: secret.content_type.clone(),
+            created: time(attributes.and_then(|a| a.created)),
+            updated: time(attributes.and_then(|a| a.updated)),
+            value: Secret::from(secret.value.unwrap_or_default()),
+        })
+    }
+
+    /// A harmless authenticated call, for `?check=keyvault`.
+    pub async fn probe(&self, name: &str) -> Result<(), UpstreamOrProblem> {
+        match self.client.get_secret(name, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(match UpstreamError::from_azure(Stage::Keyvault, &e) {
+                Ok(u) => UpstreamOrProblem::Upstream(u),
+                Err(p) => UpstreamOrProblem::Problem(p),
+            }),
+        }
+    }
+}
+
+/// An upstream refusal (to diagnose) or a problem already explained.
+pub enum UpstreamOrProblem {
+    Upstream(UpstreamError),
+    Problem(Problem),
+}
+
+enum Fetch {
+    NotFound,
+    Upstream(UpstreamError),
+    Problem(Problem),
+}
+
+fn classify(e: azure_core::Error) -> Fetch {
+    if e.http_status() == Some(azure_core::http::StatusCode::NotFound) {
+        return Fetch::NotFound;
+    }
+    match UpstreamError::from_azure(Stage::Keyvault, &e) {
+        Ok(u) => Fetch::Upstream(u),
+        Err(p) => Fetch::Problem(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_versions() {
+        assert!(validate_name("app1-demo-secret").is_ok());
+        assert!(validate_name(&"a".repeat(127)).is_ok());
+        for bad in [
+            "",
+            "has_underscore",
+            "dot.ted",
+            "sp ace",
+            &"a".repeat(128),
+            "../x",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_version("0123456789abcdef0123456789ABCDEF").is_ok());
+        assert!(validate_version("latest").is_err());
+    }
+
+    #[test]
+    fn metadata_hides_the_value_unless_exposed() {
+        let s = FetchedSecret {
+            name: "n".into(),
+            version: "v".into(),
+            enabled: Some(true),
+            content_type: None,
+            created: None,
+            updated: None,
+            value: Secret::from("hunter2"),
+        };
+        let hidden = s.to_json(false);
+        assert!(hidden.get("value").is_none());
+        assert!(!hidden.to_string().contains("hunter2"));
+        assert_eq!(
+            hidden["value_sha256"],
+            "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"
+        );
+        assert_eq!(s.to_json(true)["value"], "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
