@@ -16,9 +16,11 @@
 
 pub mod azurite;
 pub mod easyauth;
+pub mod host;
 pub mod identity_endpoint;
 pub mod issuer;
 pub mod keyvault;
+pub mod report;
 pub mod stack;
 pub mod tls;
 pub mod validate;

@@ -1,16 +1,19 @@
-//! `devstack`: run the local Azure stand-ins.
+//! `devstack`: run the local Azure stand-ins, the Functions host stand-in and
+//! the reference flow.
 //!
 //! ```text
-//! devstack up --env-file .devstack/env       # everything, on free ports
-//! devstack up --fixed-ports --handler target/debug/handler
+//! devstack demo                               # build, start everything, run POST /api/flow, stop
+//! devstack up --env-file .devstack/env        # everything, until Ctrl-C
+//! devstack up --no-host                       # stand-ins only, for a real `func start`
 //! ```
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use devstack::host::{FunctionsHost, HostMode, HostOptions};
 use devstack::stack::{Ports, Stack, StackOptions};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -26,13 +29,12 @@ struct Cli {
 enum Command {
     /// Start everything, write the env file when ready, run until SIGINT/SIGTERM.
     Up(UpArgs),
+    /// Build the handler, start everything, run POST /api/flow, print the report, stop.
+    Demo(StackArgs),
 }
 
 #[derive(clap::Args)]
-struct UpArgs {
-    /// Where to write KEY=VALUE lines once everything is ready.
-    #[arg(long, default_value = ".devstack/env")]
-    env_file: PathBuf,
+struct StackArgs {
     /// Certificates, generated config and the Azurite install.
     #[arg(long, env = "DEVSTACK_HOME", default_value = ".devstack")]
     state_dir: PathBuf,
@@ -49,10 +51,33 @@ struct UpArgs {
     /// Seed secrets file: {"secrets":[{"name","value","contentType"}]}.
     #[arg(long)]
     secrets: Option<PathBuf>,
-    /// Also start this `handler` binary directly against the stack
-    /// (FUNCTIONS_BASE_URL then points at it).
+    /// The Function App root (host.json and the function folders).
+    #[arg(long, default_value = ".")]
+    app_root: PathBuf,
+    /// The handler executable (default: `cargo build` output, target/debug/handler).
     #[arg(long)]
     handler: Option<PathBuf>,
+    /// Override host.json: forward raw requests, or send invocation payloads.
+    #[arg(long, value_enum)]
+    host_mode: Option<HostMode>,
+    /// Enforce function keys like `func start --enableAuth` (off by default, like `func start`).
+    #[arg(long)]
+    enforce_keys: bool,
+    /// The host stand-in's port (`func start` uses 7071; 0 picks a free one).
+    #[arg(long, default_value_t = 7071)]
+    host_port: u16,
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Where to write KEY=VALUE lines once everything is ready.
+    #[arg(long, default_value = ".devstack/env")]
+    env_file: PathBuf,
+    /// Do not start the host stand-in (run the real `func start` against the env file instead).
+    #[arg(long)]
+    no_host: bool,
 }
 
 #[tokio::main]
@@ -64,12 +89,12 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
         Command::Up(args) => up(args).await,
+        Command::Demo(args) => demo(args).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("devstack: {err:#}");
             std::process::ExitCode::FAILURE
@@ -77,66 +102,126 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
+async fn start_stack(args: &StackArgs) -> anyhow::Result<Stack> {
     let mut options = StackOptions::new(&args.state_dir);
     options.azurite = !args.no_azurite;
-    options.seed_file = args.secrets;
-    options.cache_dir = args.cache_dir;
+    options.seed_file = args.secrets.clone();
+    options.cache_dir = args.cache_dir.clone();
     if args.fixed_ports {
         options.ports = Ports::fixed();
     }
-    let stack = Stack::start(options).await?;
+    Stack::start(options).await
+}
 
+async fn start_host(
+    args: &StackArgs,
+    stack: &Stack,
+    host_port: u16,
+) -> anyhow::Result<FunctionsHost> {
+    let executable = match &args.handler {
+        Some(p) => Some(p.clone()),
+        None => {
+            let built = args.app_root.join("target/debug/handler");
+            built.exists().then(|| built.canonicalize()).transpose()?
+        }
+    };
+    let host = FunctionsHost::start(HostOptions {
+        app_root: args.app_root.clone(),
+        port: host_port,
+        mode: args.host_mode.unwrap_or(HostMode::FromHostJson),
+        enforce_keys: args.enforce_keys,
+        executable,
+        platform_env: stack.handler_env(),
+    })
+    .await?;
+    anyhow::ensure!(
+        host.ready(Duration::from_secs(60)).await,
+        "the handler did not become ready: {:?}",
+        host.shared.worker.status()
+    );
+    Ok(host)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
+    let stack = start_stack(&args.stack).await?;
     let mut extra = vec![];
-    let mut handler = None;
-    if let Some(bin) = &args.handler {
-        let (child, url) = start_handler(bin, &stack).await?;
-        extra.push(("FUNCTIONS_BASE_URL".to_owned(), url));
-        handler = Some(child);
-    }
+    let host = if args.no_host {
+        None
+    } else {
+        let host = start_host(&args.stack, &stack, args.stack.host_port).await?;
+        extra.push(("FUNCTIONS_BASE_URL".to_owned(), host.url.clone()));
+        if args.stack.enforce_keys {
+            extra.push((
+                "FUNCTIONS_MASTER_KEY".to_owned(),
+                host.keys().master.clone(),
+            ));
+            extra.push((
+                "FUNCTIONS_DEFAULT_KEY".to_owned(),
+                host.keys().function.clone(),
+            ));
+        }
+        Some(host)
+    };
     stack.write_env_file(&args.env_file, &extra)?;
     tracing::info!(env_file = %args.env_file.display(), "devstack is ready");
     for (k, v) in stack.env().iter().chain(&extra) {
-        if !k.ends_with("_HEADER") && !k.ends_with("_SECRET") {
+        if !k.ends_with("_HEADER") && !k.ends_with("_SECRET") && !k.ends_with("_KEY") {
             tracing::info!("  {k}={v}");
         }
     }
-
     let signal = shutdown_signal().await;
     tracing::info!(signal, "stopping devstack");
-    if let Some(mut child) = handler {
-        let _ = child.kill().await;
+    if let Some(host) = host {
+        host.stop().await;
     }
     stack.stop().await;
     let _ = std::fs::remove_file(&args.env_file);
     tracing::info!("devstack stopped");
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn start_handler(
-    bin: &PathBuf,
-    stack: &Stack,
-) -> anyhow::Result<(tokio::process::Child, String)> {
-    let port = devstack::free_port()?;
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.envs(stack.env())
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    devstack::azurite::die_with_parent(&mut cmd);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/")).await.is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "handler did not answer GET / within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+async fn demo(mut args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.handler.is_none() {
+        eprintln!("building the handler (cargo build -p handler)…");
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-p", "handler", "--bin", "handler"])
+                .current_dir(&args.app_root)
+                .status()
+                .context("running cargo build")?;
+        anyhow::ensure!(status.success(), "cargo build -p handler failed");
     }
-    Ok((child, url))
+    if args.host_port == 7071 {
+        args.host_port = 0; // the demo never needs the well-known port
+    }
+    let stack = start_stack(&args).await?;
+    let host = start_host(&args, &stack, args.host_port).await?;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/flow", host.url))
+        .send()
+        .await;
+    let outcome = match response {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            print!(
+                "{}",
+                devstack::report::render(&body, status, std::io::stdout().is_terminal())
+            );
+            body["ok"] == true
+        }
+        Err(e) => {
+            eprintln!("POST /api/flow failed: {e}");
+            false
+        }
+    };
+    host.stop().await;
+    stack.stop().await;
+    Ok(if outcome {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 async fn shutdown_signal() -> &'static str {

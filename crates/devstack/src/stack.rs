@@ -278,6 +278,23 @@ impl Stack {
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 
+    /// The environment for app1's `handler`: [`Stack::env`] plus the two
+    /// settings a local stack needs: trust devstack's CA, and accept a Key
+    /// Vault challenge from a vault at 127.0.0.1 (never set this in Azure).
+    pub fn handler_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push((
+            "EXTRA_CA_CERT".into(),
+            self.tls.ca_cert.display().to_string(),
+        ));
+        env.push((
+            "KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK".into(),
+            "true".into(),
+        ));
+        env.push(("FLOW_SECRET_NAME".into(), self.seed_secret.clone()));
+        env
+    }
+
     /// Writes [`Stack::env`] to `path` atomically (temp file + rename), so a
     /// reader never sees half a file: its existence means "ready".
     pub fn write_env_file(&self, path: &Path, extra: &[(String, String)]) -> anyhow::Result<()> {
