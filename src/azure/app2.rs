@@ -26,7 +26,13 @@ pub struct App2Client {
 
 /// A relative path for app2: no scheme, no `..`, no backslashes or control characters.
 pub fn validate_path(path: &str) -> Result<(), Problem> {
+    // Check the decoded form too: `..%2F` must not slip through.
+    let decoded: String = percent_decode(path);
     let ok = path.len() <= 2048
+        && !decoded.contains("://")
+        && !decoded.starts_with('/')
+        && !decoded.chars().any(|c| c.is_control() || c == '\\')
+        && decoded.split('/').all(|s| s != ".." && s != ".")
         && !path.contains("://")
         && !path.starts_with('/')
         && !path.chars().any(|c| c.is_control() || c == '\\')
@@ -120,6 +126,15 @@ impl App2Client {
             claims,
         })
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(
+        format!("p={}", s.replace('+', "%2B").replace('&', "%26")).as_bytes(),
+    )
+    .next()
+    .map(|(_, v)| v.into_owned())
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -8,12 +8,13 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 
 pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
+    let path = inv.param("path").unwrap_or_default();
+    crate::azure::app2::validate_path(path)?;
     let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
     // Never pass our function key (`code`) on to app2.
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(inv.query.iter().filter(|(k, _)| k != "code"))
         .finish();
-    let path = inv.param("path").unwrap_or_default();
     let response = client.get(path, &query).await?;
     if matches!(response.status, 401 | 403) || response.status >= 500 {
         return Err(refusal(&response));

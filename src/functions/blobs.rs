@@ -1,6 +1,7 @@
 //! `/api/blobs/{container}[/{*name}]`: list (GET container), read (GET), store
 //! (PUT, the raw body with its content type) and delete (DELETE) blobs.
 
+use crate::azure::blobs::{validate_blob_name, validate_container};
 use crate::problem::Problem;
 use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
@@ -12,6 +13,11 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     let container = inv
         .param("container")
         .ok_or_else(|| Problem::bad_request("a container name is required"))?;
+    // Bad input is a 400 before anything else, configured or not.
+    validate_container(container)?;
+    if let Some(name) = inv.param("name") {
+        validate_blob_name(name)?;
+    }
     let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
     match (&inv.method, inv.param("name")) {
         (&Method::GET, None) => {

@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn handle(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(spec) = functions::by_name(&path) else {
@@ -33,6 +33,24 @@ async fn handle(
             path.as_str()
         ))));
     };
+    // The envelope carries the body base64- or JSON-encoded: allow for that, and
+    // answer an oversized one inside Outputs.res so the client sees the 413.
+    let limit = state.limits.max_body_bytes / 3 * 4 + 64 * 1024;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut payload).await {
+        let Ok(chunk) = chunk else {
+            return HttpResponse::BadRequest().finish();
+        };
+        if body.len() + chunk.len() > limit {
+            let reply =
+                Reply::from_problem(&Problem::payload_too_large(state.limits.max_body_bytes));
+            return HttpResponse::Ok().json(outputs(
+                reply,
+                vec![format!("{}: request body too large", spec.name)],
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
     let invocation_id = req
         .headers()
         .get("x-azure-functions-invocationid")

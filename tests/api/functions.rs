@@ -199,3 +199,117 @@ async fn unconfigured_identity_names_the_missing_setting() {
     );
     assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-not-configured");
 }
+
+/// Sends a request exactly as written (clients normalise `..` away).
+async fn raw(app: &TestApp, request_line: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = app.address.rsplit(':').next().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    stream
+        .write_all(format!("{request_line} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[tokio::test]
+async fn traversal_and_bad_names_are_400_even_when_unconfigured() {
+    let app = spawn_app().await;
+    for line in [
+        "PUT /api/blobs/okay/a/../b",
+        "PUT /api/blobs/okay/./b",
+        "GET /api/blobs/Bad_Container",
+        "GET /api/secrets/bad_name",
+        "GET /api/secrets/ok/not-a-version",
+        "GET /api/app2/../../etc",
+    ] {
+        let (status, text) = raw(&app, line).await;
+        assert_eq!(status, 400, "{line}: {text}");
+        assert!(text.contains("application/problem+json"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn unconfigured_functions_name_the_missing_setting() {
+    let app = spawn_app().await;
+    for (path, setting) in [
+        ("/api/secrets/app1-demo-secret", "KEYVAULT_URL"),
+        ("/api/blobs/okay", "STORAGE_ACCOUNT_URL"),
+        ("/api/app2/api/whoami", "APP2_BASE_URL"),
+    ] {
+        let (status, body) = problem(app.get(path).await).await;
+        assert_eq!(status, 503, "{path}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(setting),
+            "{path}: {body}"
+        );
+        assert_eq!(body["type"], "TROUBLESHOOTING.md#not-configured");
+    }
+}
+
+#[tokio::test]
+async fn payload_mode_envelope_reaches_the_same_function() {
+    let app = spawn_app().await;
+    let envelope = json!({
+        "Data": {"req": {"Url": "http://localhost:7071/api/health", "Method": "GET", "Query": {}, "Headers": {}, "Params": {}}},
+        "Metadata": {}
+    });
+    let res = app
+        .client
+        .post(format!("{}/health", app.address))
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["Outputs"]["res"]["statusCode"], 200);
+    let inner: Value =
+        serde_json::from_str(body["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["status"], "ok");
+    assert!(body["Logs"].as_array().is_some());
+
+    // A bad request inside a good envelope is a 400 the client will see.
+    let bad = json!({"Data": {"req": {"Method": "GET", "Params": {"name": "bad_name"}}}});
+    let body: Value = app
+        .client
+        .post(format!("{}/secrets", app.address))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["Outputs"]["res"]["statusCode"], 400);
+
+    // An unreadable envelope is an HTTP 400 problem.
+    let res = app
+        .client
+        .post(format!("{}/health", app.address))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // An unknown function is a 404.
+    let res = app
+        .client
+        .post(format!("{}/nosuchfunction", app.address))
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}

@@ -58,9 +58,21 @@ fn empty(status: StatusCode) -> HttpResponse {
 
 pub async fn front_door(
     req: HttpRequest,
-    body: web::Bytes,
+    mut payload: web::Payload,
     host: web::Data<HostShared>,
 ) -> HttpResponse {
+    // Read the body ourselves: Core Tools accepts up to 100 MB (Kestrel's limit).
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
+        let Ok(chunk) = chunk else {
+            return empty(StatusCode::BAD_REQUEST);
+        };
+        if buf.len() + chunk.len() > super::MAX_REQUEST_BODY {
+            return empty(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let body = buf.freeze();
     let prefix = &host.app.host.route_prefix;
     let path = req.path();
     let relative = if prefix.is_empty() {

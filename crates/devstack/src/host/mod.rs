@@ -27,6 +27,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 use worker::{LaunchSpec, Worker};
 
+/// The largest request body the host accepts (Core Tools: 104857600 bytes).
+pub const MAX_REQUEST_BODY: usize = 104_857_600;
+
 /// How HTTP functions are dispatched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HostMode {

@@ -1,0 +1,149 @@
+//! One devstack (with Azurite) and two host stand-ins, shared by every test in
+//! this binary. They live on a runtime of their own, so each `#[tokio::test]`
+//! runtime can come and go.
+
+use devstack::host::{FunctionsHost, HostMode, HostOptions, HostShared};
+use devstack::stack::{Stack, StackOptions};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub struct World {
+    pub env: HashMap<String, String>,
+    pub forward: String,
+    pub payload: String,
+    pub hosts: Vec<actix_web::web::Data<HostShared>>,
+}
+
+impl World {
+    pub fn get(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    /// Every line both handlers have written so far.
+    pub fn console(&self) -> String {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.worker.console())
+            .map(|l| l.text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let state = std::env::temp_dir().join(format!(
+                    "e2e-{}-{}",
+                    std::process::id(),
+                    fastrand::u64(..)
+                ));
+                let mut options = StackOptions::new(&state);
+                options.cache_dir = Some(root().join(".devstack/cache"));
+                let stack = Stack::start(options).await.expect("devstack starts");
+                let mut hosts = vec![];
+                for mode in [HostMode::Forward, HostMode::Payload] {
+                    let mut env = stack.handler_env();
+                    env.push(("LOG_FORMAT".into(), "json".into()));
+                    env.push(("RUST_LOG".into(), "trace".into()));
+                    env.push(("MAX_BODY_BYTES".into(), (1024 * 1024).to_string()));
+                    let host = FunctionsHost::start(HostOptions {
+                        app_root: root(),
+                        port: 0,
+                        mode,
+                        enforce_keys: false,
+                        executable: Some(PathBuf::from(env!("CARGO_BIN_EXE_handler"))),
+                        platform_env: env,
+                    })
+                    .await
+                    .expect("host starts");
+                    assert!(host.ready(Duration::from_secs(30)).await, "handler ready");
+                    hosts.push(host);
+                }
+                let world = World {
+                    env: stack.env().into_iter().collect(),
+                    forward: hosts[0].url.clone(),
+                    payload: hosts[1].url.clone(),
+                    hosts: hosts.iter().map(|h| h.shared.clone()).collect(),
+                };
+                tx.send(world).unwrap();
+                // Keep everything alive for the life of the test process.
+                std::future::pending::<()>().await;
+                drop((stack, hosts));
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(240))
+            .expect("e2e world started")
+    })
+}
+
+/// Both hosts, labelled.
+pub fn modes() -> [(&'static str, &'static str); 2] {
+    let w = world();
+    [
+        ("forward", w.forward.as_str()),
+        ("payload", w.payload.as_str()),
+    ]
+}
+
+pub fn client() -> reqwest::Client {
+    handler::http_client::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub struct Got {
+    pub status: u16,
+    pub content_type: String,
+    pub body: bytes::Bytes,
+}
+
+impl Got {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn send(method: reqwest::Method, url: String, body: Option<(&str, Vec<u8>)>) -> Got {
+    let mut req = client().request(method, url);
+    if let Some((ct, bytes)) = body {
+        req = req.header("content-type", ct).body(bytes);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    Got {
+        status,
+        content_type,
+        body: res.bytes().await.unwrap(),
+    }
+}
+
+pub async fn get(url: String) -> Got {
+    send(reqwest::Method::GET, url, None).await
+}
