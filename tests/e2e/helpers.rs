@@ -147,3 +147,29 @@ pub async fn send(method: reqwest::Method, url: String, body: Option<(&str, Vec<
 pub async fn get(url: String) -> Got {
     send(reqwest::Method::GET, url, None).await
 }
+
+/// A private devstack (no Azurite) and forward-mode host, for tests that
+/// change the world or the handler's settings.
+pub async fn private_world(extra_env: &[(&str, &str)]) -> (Stack, FunctionsHost) {
+    let state = std::env::temp_dir().join(format!("e2e-private-{}-{}", std::process::id(), fastrand::u64(..)));
+    let mut options = StackOptions::new(&state);
+    options.azurite = false;
+    let stack = Stack::start(options).await.expect("devstack starts");
+    let mut env = stack.handler_env();
+    for (k, v) in extra_env {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let host = FunctionsHost::start(HostOptions {
+        app_root: root(),
+        port: 0,
+        mode: HostMode::Forward,
+        enforce_keys: false,
+        executable: Some(PathBuf::from(env!("CARGO_BIN_EXE_handler"))),
+        platform_env: env,
+    })
+    .await
+    .expect("host starts");
+    assert!(host.ready(Duration::from_secs(30)).await);
+    (stack, host)
+}

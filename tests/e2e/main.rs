@@ -4,4 +4,5 @@
 mod functions;
 mod helpers;
 mod interop;
+mod keyvault;
 mod secrecy;
