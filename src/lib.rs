@@ -12,6 +12,7 @@
 
 pub mod azure;
 pub mod configuration;
+pub mod diagnosis;
 pub mod functions;
 pub mod http_client;
 pub mod identity;

@@ -5,6 +5,9 @@
 //! `hint` what to do. A problem never carries a token or a secret value.
 
 use crate::identity::{IdentityError, TROUBLESHOOTING};
+
+/// Problem `type`s are `TROUBLESHOOTING.md#<section>`.
+pub const TROUBLESHOOTING_BASE: &str = TROUBLESHOOTING;
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde::Serialize;
 use std::fmt;
@@ -154,10 +157,25 @@ impl From<&IdentityError> for Problem {
             StatusCode::BAD_GATEWAY
         };
         let hint = identity_hint(err);
-        Problem::new(status, err.anchor(), err.to_string())
+        let mut problem = Problem::new(status, err.anchor(), err.to_string())
             .stage(Stage::Identity)
             .upstream(err.upstream_status())
-            .hint(hint)
+            .hint(hint);
+        if let Some(facts) = endpoint_facts(err) {
+            problem.extensions.insert("upstream".into(), facts);
+        }
+        problem
+    }
+}
+
+/// What the identity endpoint said, for the diagnosis.
+fn endpoint_facts(err: &IdentityError) -> Option<serde_json::Value> {
+    match err {
+        IdentityError::Endpoint { status, error_code, message, .. } => {
+            Some(serde_json::json!({ "status": status, "code": error_code, "message": message }))
+        }
+        IdentityError::DeadlineExceeded { last, .. } => endpoint_facts(last),
+        _ => None,
     }
 }
 

@@ -3,7 +3,6 @@
 
 use crate::identity::{ManagedIdentityProvider, claims::decode_claims};
 use crate::problem::{Problem, Stage};
-use azure_core::credentials::TokenCredential;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -67,10 +66,21 @@ impl App2Client {
 
     /// GETs `{APP2_BASE_URL}/{path}?{query}` with a token for `{APP2_RESOURCE}/.default`.
     pub async fn get(&self, path: &str, query: &str) -> Result<App2Response, Problem> {
+        self.get_as(path, query, None).await
+    }
+
+    /// As [`App2Client::get`], as a particular identity.
+    pub async fn get_as(
+        &self,
+        path: &str,
+        query: &str,
+        identity: Option<crate::identity::UserAssignedId>,
+    ) -> Result<App2Response, Problem> {
         validate_path(path)?;
         let scope = format!("{}/.default", self.resource);
         let token = self
             .credential
+            .as_identity(identity)
             .get_token(&[&scope], None)
             .await
             .map_err(

@@ -215,11 +215,14 @@ impl BlobStore {
     }
 
     /// A harmless authenticated call, for `?check=storage`.
-    pub async fn probe(&self, container: &str) -> Result<(), azure_core::Error> {
-        match self.service.blob_container_client(container).exists().await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        }
+    /// (Whether the container exists does not matter: a 404 passed authorization.)
+    pub async fn probe(&self, container: &str) -> Result<(), Problem> {
+        self.service
+            .blob_container_client(container)
+            .exists()
+            .await
+            .map(|_| ())
+            .map_err(|e| upstream(&e))
     }
 }
 

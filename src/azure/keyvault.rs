@@ -177,23 +177,18 @@ impl SecretsService {
         })
     }
 
-    /// A harmless authenticated call, for `?check=keyvault`.
-    pub async fn probe(&self, name: &str) -> Result<(), UpstreamOrProblem> {
+    /// A harmless authenticated call, for `?check=keyvault`: reading a
+    /// secret. A 404 still proves the caller may read the vault.
+    pub async fn probe(&self, name: &str) -> Result<(), Problem> {
         match self.client.get_secret(name, None).await {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => Ok(()),
             Err(e) => Err(match UpstreamError::from_azure(Stage::Keyvault, &e) {
-                Ok(u) => UpstreamOrProblem::Upstream(u),
-                Err(p) => UpstreamOrProblem::Problem(p),
+                Ok(u) => u.to_problem(),
+                Err(p) => p,
             }),
         }
     }
-}
-
-/// An upstream refusal (to diagnose) or a problem already explained.
-pub enum UpstreamOrProblem {
-    Upstream(UpstreamError),
-    Problem(Problem),
 }
 
 enum Fetch {

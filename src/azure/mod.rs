@@ -9,7 +9,7 @@ mod ttl_cache;
 pub mod upstream;
 
 use crate::configuration::AzureSettings;
-use crate::identity::ManagedIdentityProvider;
+use crate::identity::{ManagedIdentityProvider, UserAssignedId};
 use crate::problem::{Problem, Stage};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
@@ -20,6 +20,9 @@ pub struct AzureClients {
     pub secrets: Result<keyvault::SecretsService, Problem>,
     pub blobs: Result<blobs::BlobStore, Problem>,
     pub app2: Result<app2::App2Client, Problem>,
+    settings: AzureSettings,
+    identity: Arc<ManagedIdentityProvider>,
+    http: reqwest::Client,
 }
 
 impl AzureClients {
@@ -30,6 +33,7 @@ impl AzureClients {
         http: reqwest::Client,
     ) -> Self {
         let credential: Arc<dyn TokenCredential> = identity.clone();
+        let http_for_self = http.clone();
         let options = client_options(settings, http.clone());
         let invalid = |stage, setting: &str, e: azure_core::Error| {
             Problem::new(
@@ -83,14 +87,50 @@ impl AzureClients {
                 base.clone(),
                 resource.clone(),
                 http,
-                identity,
+                identity.clone(),
             )),
         };
         Self {
             secrets,
             blobs,
             app2,
+            settings: settings.clone(),
+            identity,
+            http: http_for_self,
         }
+    }
+
+    /// A Key Vault client acting as `identity` (for `?check=` with a selector).
+    pub fn secrets_as(&self, identity: Option<UserAssignedId>) -> Result<keyvault::SecretsService, Problem> {
+        let url = self
+            .settings
+            .keyvault_url
+            .as_deref()
+            .ok_or_else(|| Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault"))?;
+        keyvault::SecretsService::new(
+            url,
+            self.identity.as_identity(identity),
+            client_options(&self.settings, self.http.clone()),
+            self.settings.verify_challenge_resource,
+            std::time::Duration::ZERO,
+        )
+        .map_err(|e| Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", &e.to_string()))
+    }
+
+    /// A blob client acting as `identity`.
+    pub fn blobs_as(&self, identity: Option<UserAssignedId>) -> Result<blobs::BlobStore, Problem> {
+        let url = self
+            .settings
+            .storage_account_url
+            .as_deref()
+            .ok_or_else(|| Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage"))?;
+        blobs::BlobStore::new(
+            url,
+            self.identity.as_identity(identity),
+            client_options(&self.settings, self.http.clone()),
+            self.settings.storage_api_version.clone(),
+        )
+        .map_err(|e| Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", &e.to_string()))
     }
 }
 

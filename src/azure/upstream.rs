@@ -45,9 +45,11 @@ impl UpstreamError {
                 Self {
                     stage,
                     status: Some(u16::from(*status)),
-                    code: error_code
-                        .clone()
-                        .or_else(|| body.as_deref().and_then(inner_code)),
+                    // Key Vault's inner code (ForbiddenByRbac) says more than the outer one (Forbidden).
+                    code: body
+                        .as_deref()
+                        .and_then(inner_code)
+                        .or_else(|| error_code.clone()),
                     message: body
                         .as_deref()
                         .and_then(service_message)
@@ -90,13 +92,19 @@ impl UpstreamError {
             .as_deref()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
-        Problem::new(
+        let mut problem = Problem::new(
             status,
             &format!("{stage}-error"),
             format!("{what}{code}: {}", self.message),
         )
         .stage(self.stage)
-        .upstream(self.status)
+        .upstream(self.status);
+        // The raw facts, for the diagnosis (service error bodies: never a token or secret).
+        problem.extensions.insert(
+            "upstream".into(),
+            serde_json::to_value(self).unwrap_or_default(),
+        );
+        problem
     }
 }
 

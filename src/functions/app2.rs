@@ -32,11 +32,24 @@ pub fn refusal(response: &crate::azure::app2::App2Response) -> Problem {
         .chars()
         .take(300)
         .collect();
-    Problem::new(
+    let mut problem = Problem::new(
         StatusCode::BAD_GATEWAY,
         "app2-error",
         format!("app2 answered {}: {}", response.status, said.trim()),
     )
     .stage(Stage::App2)
-    .upstream(Some(response.status))
+    .upstream(Some(response.status));
+    let json_body: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
+    problem.extensions.insert(
+        "upstream".into(),
+        serde_json::json!({
+            "status": response.status,
+            "code": json_body.as_ref().and_then(|b| b.get("title")).and_then(|t| t.as_str()),
+            "message": said.trim(),
+            "www_authenticate": response.www_authenticate,
+            "content_type": response.content_type,
+            "required_role": json_body.as_ref().and_then(|b| b.get("required_role")).cloned(),
+        }),
+    );
+    problem
 }

@@ -47,7 +47,11 @@ struct Report {
 }
 
 impl Report {
-    fn record(&mut self, name: &str, started: Instant, result: &Result<Value, Problem>) {
+    /// Records a step; a failure is diagnosed first, so the report explains it.
+    async fn record(&mut self, state: &AppState, name: &str, started: Instant, result: &mut Result<Value, Problem>) {
+        if let Err(problem) = result {
+            crate::diagnosis::attach(problem, state, None).await;
+        }
         let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
         let (ok, detail) = match result {
             Ok(detail) => (true, detail.clone()),
@@ -83,14 +87,14 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
 async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Result<(), Problem> {
     // 1. Key Vault
     let started = Instant::now();
-    let result = keyvault_step(state).await;
-    report.record("keyvault", started, &result);
+    let mut result = keyvault_step(state).await;
+    report.record(state, "keyvault", started, &mut result).await;
     let secret_detail = result?;
 
     // 2. app2
     let started = Instant::now();
-    let result = app2_step(state).await;
-    report.record("app2", started, &result);
+    let mut result = app2_step(state).await;
+    report.record(state, "app2", started, &mut result).await;
     let app2_detail = result?;
 
     // 3. audit write
@@ -110,7 +114,7 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
     let bytes = bytes::Bytes::from(serde_json::to_vec_pretty(&record).expect("serializable"));
     let container = state.settings.audit_container.clone();
     let blob = format!("flow/{}.json", record["id"].as_str().unwrap_or("record"));
-    let result = async {
+    let mut result = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
         store
             .put(&container, &blob, "application/json", bytes.clone())
@@ -118,12 +122,12 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
         Ok(json!({ "container": container, "blob": blob, "bytes": bytes.len() }))
     }
     .await;
-    report.record("audit-write", started, &result);
+    report.record(state, "audit-write", started, &mut result).await;
     result?;
 
     // 4. audit read-back
     let started = Instant::now();
-    let result = async {
+    let mut result = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
         let (back, content_type) = store.get(&container, &blob).await?;
         if back != bytes {
@@ -137,7 +141,7 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
         Ok(json!({ "container": container, "blob": blob, "bytes": back.len(), "content_type": content_type, "matches": true }))
     }
     .await;
-    report.record("audit-read", started, &result);
+    report.record(state, "audit-read", started, &mut result).await;
     result.map(|_| ())
 }
 

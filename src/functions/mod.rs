@@ -81,7 +81,8 @@ pub async fn invoke(
 ) -> Reply {
     match (spec.run)(invocation, state.clone()).await {
         Ok(reply) => reply,
-        Err(problem) => {
+        Err(mut problem) => {
+            crate::diagnosis::attach(&mut problem, state, None).await;
             tracing::warn!(
                 function = spec.name,
                 status = problem.status,
@@ -89,6 +90,7 @@ pub async fn invoke(
                 upstream_status = problem.upstream_status,
                 r#type = %problem.kind,
                 detail = %problem.detail,
+                diagnosed = problem.extensions.contains_key("diagnosis"),
                 "function failed"
             );
             Reply::from_problem(&problem)

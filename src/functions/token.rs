@@ -15,9 +15,20 @@ use time::format_description::well_known::Rfc3339;
 const MAX_RESOURCE_LEN: usize = 512;
 
 pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
+    if let Some(target) = inv.query_one("check")? {
+        return check(&inv, target, &state).await;
+    }
     let resource = resource_of(&inv)?;
     let identity = identity_of(&inv)?;
-    let provided = state.identity.token(&resource, identity.as_ref()).await?;
+    let provided = match state.identity.token(&resource, identity.as_ref()).await {
+        Ok(provided) => provided,
+        Err(e) => {
+            // Diagnose with the identity this request chose, not the default.
+            let mut problem = Problem::from(e);
+            crate::diagnosis::attach(&mut problem, &state, identity.as_ref()).await;
+            return Err(problem);
+        }
+    };
     let claims = decode_claims(provided.token.token.secret());
     Ok(Reply::ok_json(&json!({
         "resource": resource,
@@ -70,4 +81,54 @@ fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
             "give at most one of client_id, object_id and mi_res_id",
         )),
     }
+}
+
+/// `?check=keyvault|storage|app2`: a harmless authenticated call to the target,
+/// as the default identity or the one named in the request. "ok" with the
+/// principal used, or the diagnosed refusal.
+async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
+    if inv.query_one("resource")?.is_some() || inv.query_one("scope")?.is_some() {
+        return Err(Problem::bad_request("check= names its own resource; do not add resource= or scope="));
+    }
+    let identity = identity_of(inv)?;
+    let settings = &state.settings;
+    let (resource, target_url, result) = match target {
+        "keyvault" => {
+            let client = state.azure.secrets_as(identity.clone())?;
+            ("https://vault.azure.net".to_owned(), settings.keyvault_url.clone(), client.probe(&settings.flow_secret_name).await)
+        }
+        "storage" => {
+            let store = state.azure.blobs_as(identity.clone())?;
+            ("https://storage.azure.com".to_owned(), settings.storage_account_url.clone(), store.probe(&settings.audit_container).await)
+        }
+        "app2" => {
+            let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
+            let result = match client.get_as("api/whoami", "", identity.clone()).await {
+                Ok(r) if (200..300).contains(&r.status) => Ok(()),
+                Ok(r) => Err(super::app2::refusal(&r)),
+                Err(p) => Err(p),
+            };
+            (client.resource().to_owned(), settings.app2_base_url.clone(), result)
+        }
+        other => {
+            return Err(Problem::bad_request(format!("check must be keyvault, storage or app2, not {other:?}")));
+        }
+    };
+    if let Err(mut problem) = result {
+        crate::diagnosis::attach(&mut problem, state, identity.as_ref()).await;
+        return Err(problem);
+    }
+    let provided = state.identity.token(&resource, identity.as_ref()).await?;
+    let claims = decode_claims(provided.token.token.secret()).unwrap_or_default();
+    let pick = |keys: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+        keys.iter().filter_map(|k| claims.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect()
+    };
+    Ok(Reply::ok_json(&json!({
+        "check": target,
+        "ok": true,
+        "target": target_url,
+        "identity": provided.identity,
+        "principal": pick(&["oid", "appid", "azp", "tid", "xms_mirid"]),
+        "token": pick(&["aud", "iss", "roles", "exp", "ver"]),
+    })))
 }

@@ -32,7 +32,7 @@ pub use cache::Freshness;
 pub use error::{IdentityError, TROUBLESHOOTING};
 pub use expires_on::parse_expires_on;
 pub use provider::{
-    IdentityConfig, IdentityDescription, ManagedIdentityProvider, ProvidedToken, SourceMode,
+    IdentityConfig, IdentityDescription, ManagedIdentityProvider, ProvidedToken, SelectedIdentity, SourceMode,
     scope_to_resource,
 };
 pub use retry::RetryOptions;

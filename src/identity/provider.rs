@@ -357,6 +357,39 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
     }
 }
 
+/// The provider acting as one particular identity (e.g. a user-assigned one
+/// named in a request), for SDK clients built for that identity.
+#[derive(Debug)]
+pub struct SelectedIdentity {
+    provider: Arc<ManagedIdentityProvider>,
+    identity: Option<UserAssignedId>,
+}
+
+impl ManagedIdentityProvider {
+    /// A `TokenCredential` that always asks for `identity` (or the default).
+    pub fn as_identity(self: &Arc<Self>, identity: Option<UserAssignedId>) -> Arc<dyn TokenCredential> {
+        match identity {
+            None => self.clone(),
+            Some(id) => Arc::new(SelectedIdentity {
+                provider: self.clone(),
+                identity: Some(id),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenCredential for SelectedIdentity {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let resource = scope_to_resource(scopes)?;
+        Ok(self.provider.token(resource, self.identity.as_ref()).await?.token)
+    }
+}
+
 #[async_trait]
 impl TokenCredential for ManagedIdentityProvider {
     async fn get_token(

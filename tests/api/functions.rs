@@ -165,8 +165,16 @@ async fn identity_400_is_a_502_with_the_platform_message() {
         detail.contains("7f1f3c8e-0000-4000-8000-000000000001"),
         "{detail}"
     );
-    assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-endpoint-400");
-    assert!(body["hint"].as_str().unwrap().contains("AZURE_CLIENT_ID"));
+    // Diagnosed: which selector was in force, and how to fix it.
+    assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-not-attached");
+    let diagnosis = &body["diagnosis"];
+    let cause = diagnosis["cause"].as_str().unwrap();
+    assert!(cause.contains(&format!("the request's client_id parameter={UA_CLIENT_ID}")), "{cause}");
+    assert!(diagnosis["fix"].as_str().unwrap().contains("az functionapp identity assign"));
+    assert_eq!(diagnosis["principal"]["selector"], "client_id");
+    assert_eq!(diagnosis["upstream"]["status"], 400);
+    assert!(diagnosis["token"].is_null(), "no token was obtained");
+    assert_eq!(body["hint"], diagnosis["fix"]);
 }
 
 #[tokio::test]

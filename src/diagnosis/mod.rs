@@ -1,0 +1,158 @@
+//! Explaining 401s and 403s the way an expert would.
+//!
+//! [`explain`] is pure: it takes the [`Facts`] of a refusal (stage, upstream
+//! status and code, the claims of the token that was actually sent, the identity
+//! in force) and returns the cause and the exact fix, with ids filled in.
+//! [`attach`] gathers those facts for a failed function and adds the result to
+//! its problem. Function code never does either.
+
+mod attach;
+mod rules;
+
+pub use attach::attach;
+pub use rules::explain;
+
+use crate::identity::IdentityDescription;
+use crate::problem::Stage;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Everything a diagnosis may use. None of it is a token or a secret.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub stage: Stage,
+    pub status: Option<u16>,
+    /// The service's error code (`ForbiddenByRbac`, `AuthorizationPermissionMismatch`, `invalid_resource`).
+    pub code: Option<String>,
+    pub message: String,
+    pub www_authenticate: Option<String>,
+    pub content_type: Option<String>,
+    /// app2's own 403 names the role it wanted.
+    pub required_role: Option<String>,
+    /// Claims of the token that was sent (none for identity-stage failures).
+    pub claims: Option<Map<String, Value>>,
+    pub identity: IdentityDescription,
+    /// The setting (or request parameter) that chose the identity, if any.
+    pub selector_setting: Option<String>,
+    pub target: Target,
+}
+
+/// What the handler was talking to.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub vault: Option<String>,
+    pub storage_account: Option<String>,
+    pub app2_resource: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Principal {
+    pub oid: Option<String>,
+    pub appid: Option<String>,
+    pub azp: Option<String>,
+    pub tid: Option<String>,
+    pub xms_mirid: Option<String>,
+    pub source: String,
+    pub selector: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenView {
+    pub aud: Option<String>,
+    pub iss: Option<String>,
+    pub roles: Vec<String>,
+    pub exp: Option<i64>,
+    pub ver: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UpstreamView {
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    /// `WWW-Authenticate` parameters (`authorization`, `resource`, `authorization_uri`, `resource_id`, …).
+    pub www_authenticate: Map<String, Value>,
+    pub message: String,
+}
+
+/// The `diagnosis` member of a problem.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Diagnosis {
+    pub principal: Principal,
+    /// Absent when no token was obtained.
+    pub token: Option<TokenView>,
+    pub upstream: UpstreamView,
+    pub cause: String,
+    pub fix: String,
+}
+
+/// Parses `Bearer a="b", c=d …` into its parameters.
+pub fn challenge_params(header: &str) -> Map<String, Value> {
+    let mut out = Map::new();
+    let rest = header.trim();
+    let rest = rest.strip_prefix("Bearer").unwrap_or(rest);
+    let mut chars = rest.char_indices().peekable();
+    let bytes = rest.as_bytes();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() || c == ',' {
+            chars.next();
+            continue;
+        }
+        let mut key_end = start;
+        while let Some(&(i, c)) = chars.peek() {
+            if c == '=' {
+                key_end = i;
+                break;
+            }
+            chars.next();
+            key_end = i + c.len_utf8();
+        }
+        let key = rest[start..key_end].trim().to_owned();
+        if chars.next().is_none() {
+            break; // no '='
+        }
+        let value = if chars.peek().is_some_and(|&(_, c)| c == '"') {
+            chars.next();
+            let mut v = String::new();
+            for (_, c) in chars.by_ref() {
+                if c == '"' {
+                    break;
+                }
+                v.push(c);
+            }
+            v
+        } else {
+            let mut v = String::new();
+            while let Some(&(i, c)) = chars.peek() {
+                if c.is_whitespace() || c == ',' || bytes[i] == b',' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            v
+        };
+        if !key.is_empty() {
+            out.insert(key, Value::String(value));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        let kv = challenge_params(r#"Bearer authorization="https://login.microsoftonline.com/t1", resource="https://vault.azure.net""#);
+        assert_eq!(kv["authorization"], "https://login.microsoftonline.com/t1");
+        assert_eq!(kv["resource"], "https://vault.azure.net");
+        let easyauth = challenge_params(r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/t2/oauth2/v2.0/authorize" resource_id="c2" error="invalid_token""#);
+        assert_eq!(easyauth["resource_id"], "c2");
+        assert_eq!(easyauth["error"], "invalid_token");
+        let storage = challenge_params("Bearer authorization_uri=https://login.microsoftonline.com/t3/oauth2/authorize resource_id=https://storage.azure.com");
+        assert_eq!(storage["resource_id"], "https://storage.azure.com");
+    }
+}

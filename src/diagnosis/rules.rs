@@ -1,0 +1,359 @@
+//! The rules: one per classic failure, each naming the exact role, setting
+//! and ids to change.
+
+use super::{Diagnosis, Facts, Principal, TokenView, UpstreamView, challenge_params};
+use crate::identity::is_guid;
+use crate::problem::Stage;
+use serde_json::{Value, json};
+
+/// Token caching and propagation: why a correct fix may not show at once.
+const PROPAGATION: &str = "Role assignments can take up to 10 minutes to take effect, and the platform caches managed-identity tokens for up to 24 hours: if the token's roles predate the change, restart the app to get a fresh one.";
+
+fn claim(f: &Facts, name: &str) -> Option<String> {
+    f.claims.as_ref()?.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn principal(f: &Facts) -> Principal {
+    Principal {
+        oid: claim(f, "oid"),
+        appid: claim(f, "appid"),
+        azp: claim(f, "azp"),
+        tid: claim(f, "tid"),
+        xms_mirid: claim(f, "xms_mirid"),
+        source: f.identity.source.to_owned(),
+        selector: f.identity.selector.to_owned(),
+        id: f.identity.id.clone(),
+    }
+}
+
+fn token(f: &Facts) -> Option<TokenView> {
+    let claims = f.claims.as_ref()?;
+    Some(TokenView {
+        aud: claim(f, "aud"),
+        iss: claim(f, "iss"),
+        roles: claims
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        exp: claims.get("exp").and_then(Value::as_i64),
+        ver: claim(f, "ver"),
+    })
+}
+
+/// Explains a refusal, or `None` when there is nothing specific to say.
+/// Returns the troubleshooting anchor with the diagnosis.
+pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
+    let oid = claim(f, "oid").unwrap_or_else(|| "<principal object id>".into());
+    let appid = claim(f, "appid").or_else(|| claim(f, "azp")).unwrap_or_else(|| "<client id>".into());
+    let aud = claim(f, "aud").unwrap_or_default();
+    let code = f.code.clone().unwrap_or_default();
+    let message = f.message.as_str();
+    let challenge = f.www_authenticate.as_deref().map(challenge_params).unwrap_or_default();
+
+    let (anchor, cause, fix): (&'static str, String, String) = match (f.stage, f.status) {
+        (Stage::Keyvault, Some(403)) if code == "ForbiddenByRbac" => {
+            let vault = f.target.vault.clone().unwrap_or_else(|| "<vault>".into());
+            let action = message
+                .split("Action: '")
+                .nth(1)
+                .and_then(|a| a.split('\'').next())
+                .unwrap_or("Microsoft.KeyVault/vaults/secrets/getSecret/action");
+            (
+                "keyvault-forbidden-by-rbac",
+                format!("Key Vault {vault} uses Azure RBAC, and principal {oid} (appid {appid}) holds no role that allows {action}."),
+                format!(
+                    "Assign \"Key Vault Secrets User\" to principal {oid} on vault {vault}: az role assignment create --role \"Key Vault Secrets User\" --assignee-object-id {oid} --assignee-principal-type ServicePrincipal --scope $(az keyvault show --name {vault} --query id -o tsv). {PROPAGATION}"
+                ),
+            )
+        }
+        (Stage::Keyvault, Some(403)) if code == "AccessDenied" || message.contains("access polic") || message.contains("does not have secrets") => {
+            let vault = f.target.vault.clone().unwrap_or_else(|| "<vault>".into());
+            (
+                "keyvault-access-policy",
+                format!("Key Vault {vault} uses access policies, and none grants principal {oid} (appid {appid}) permission to read secrets."),
+                format!("Add an access policy for {oid}: az keyvault set-policy --name {vault} --object-id {oid} --secret-permissions get list. (Or switch the vault to Azure RBAC and assign \"Key Vault Secrets User\".)"),
+            )
+        }
+        (Stage::Keyvault, Some(401)) => {
+            let expected = challenge.get("resource").and_then(Value::as_str).unwrap_or("https://vault.azure.net").to_owned();
+            let cause = if !aud.is_empty() && aud.trim_end_matches('/') != expected.trim_end_matches('/') {
+                format!("The token's audience is {aud}; Key Vault accepts only {expected}.")
+            } else {
+                format!("Key Vault rejected the token ({message}). The vault's tenant is in its challenge: {}; the token's tenant is {}.",
+                    challenge.get("authorization").and_then(Value::as_str).unwrap_or("-"), claim(f, "tid").unwrap_or_default())
+            };
+            ("keyvault-unauthorized", cause, format!("Request tokens for the scope {expected}/.default (the SDK does this from the challenge), from an identity in the vault's tenant."))
+        }
+        (Stage::Storage, Some(403)) if code == "AuthorizationPermissionMismatch" || code == "AuthorizationFailure" => {
+            let account = f.target.storage_account.clone().unwrap_or_else(|| "<account>".into());
+            (
+                "storage-authorization-permission-mismatch",
+                format!("Storage account {account} refused the operation: principal {oid} (appid {appid}) holds no data-plane role for blobs. Owner or Contributor on the account is not enough: data access needs a \"Storage Blob Data\" role."),
+                format!(
+                    "Assign \"Storage Blob Data Contributor\" (or \"Storage Blob Data Reader\" to read only) to {oid} on the account or the container: az role assignment create --role \"Storage Blob Data Contributor\" --assignee-object-id {oid} --assignee-principal-type ServicePrincipal --scope $(az storage account show --name {account} --query id -o tsv)[/blobServices/default/containers/<container>]. {PROPAGATION}"
+                ),
+            )
+        }
+        (Stage::Storage, Some(401 | 403)) => (
+            "storage-authentication-failed",
+            format!("Storage did not accept the token ({code}: {message}). Its audience is {aud}; Blob Storage wants https://storage.azure.com or https://<account>.blob.core.windows.net, from a v1 issuer of the account's tenant."),
+            "Request the scope https://storage.azure.com/.default (the SDK does), over HTTPS, from an identity of the account's tenant.".into(),
+        ),
+        (Stage::App2, Some(401)) => {
+            let accepted = challenge.get("resource_id").and_then(Value::as_str).map(str::to_owned);
+            let app2_tenant = challenge
+                .get("authorization_uri")
+                .and_then(Value::as_str)
+                .and_then(|u| u.split('/').find(|s| is_guid(s)).map(str::to_owned));
+            let tid = claim(f, "tid");
+            if let (Some(app2_tenant), Some(tid)) = (&app2_tenant, &tid)
+                && app2_tenant != tid
+            {
+                (
+                    "app2-tenant-mismatch",
+                    format!("app2's EasyAuth is configured for tenant {app2_tenant}, but the token was issued by tenant {tid}."),
+                    format!("Use an identity of tenant {app2_tenant}, or make app2's openIdIssuer match tenant {tid}."),
+                )
+            } else {
+                let client_id = accepted.clone().unwrap_or_else(|| "<app2 client id>".into());
+                let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"allowedAudiences": [aud]}}}});
+                (
+                    "app2-audience-not-allowed",
+                    format!("app2's EasyAuth rejected the token: its audience {aud} is not app2's client id ({client_id}) and not in app2's allowedAudiences. (Expired or foreign-tenant tokens get the same 401.)"),
+                    format!(
+                        "Add {aud} to app2's allowedAudiences (authsettingsV2 fragment: {fragment}; e.g. az webapp auth microsoft update -g <rg> -n <app2> --allowed-audiences {aud}), or set APP2_RESOURCE to a resource app2 already accepts, such as {client_id}."
+                    ),
+                )
+            }
+        }
+        (Stage::App2, Some(403)) if f.required_role.is_some() => {
+            let role = f.required_role.clone().unwrap_or_default();
+            let app2_client = f
+                .target
+                .app2_resource
+                .as_deref()
+                .map(|r| r.trim_start_matches("api://").trim_end_matches('/').to_owned())
+                .filter(|r| is_guid(r))
+                .or_else(|| Some(aud.trim_start_matches("api://").to_owned()).filter(|a| is_guid(a)))
+                .unwrap_or_else(|| "<app2 client id>".into());
+            let roles = token(f).map(|t| t.roles).unwrap_or_default();
+            (
+                "app2-missing-app-role",
+                format!(
+                    "EasyAuth let the caller in, but app2 requires the app role {role} and the token's roles claim is {}. EasyAuth never checks roles; app2 does.",
+                    if roles.is_empty() { "absent".to_owned() } else { format!("{roles:?}") }
+                ),
+                format!(
+                    "Assign app role {role} of app2 to the managed identity {oid}: az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments --body \"{{\\\"principalId\\\":\\\"{oid}\\\",\\\"resourceId\\\":\\\"$(az ad sp show --id {app2_client} --query id -o tsv)\\\",\\\"appRoleId\\\":\\\"$(az ad sp show --id {app2_client} --query \\\"appRoles[?value=='{role}'].id\\\" -o tsv)\\\"}}\" (PowerShell: New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {oid} -PrincipalId {oid} -ResourceId <app2 service principal id> -AppRoleId <{role} role id>). {PROPAGATION}"
+                ),
+            )
+        }
+        (Stage::App2, Some(403)) => {
+            let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"defaultAuthorizationPolicy": {
+                "allowedApplications": [appid], "allowedPrincipals": {"identities": [oid]}}}}}});
+            (
+                "app2-not-allowed",
+                format!("app2's EasyAuth authorization policy refused the caller: appid {appid} is not in defaultAuthorizationPolicy.allowedApplications, or oid {oid} is not in allowedPrincipals.identities (when both lists are set, both must match)."),
+                format!("Add the caller to app2's authsettingsV2: {fragment} (keep only the lists you use; edit with az webapp auth show / az webapp auth set --body @authsettings.json)."),
+            )
+        }
+        (Stage::Identity, Some(_)) if message.contains("AADSTS500011") || code == "invalid_resource" => {
+            let resource = message
+                .split("resource principal named ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+                .or_else(|| f.target.app2_resource.clone())
+                .unwrap_or_else(|| "<resource>".into());
+            let client = resource.trim_start_matches("api://").to_owned();
+            (
+                "identity-invalid-resource",
+                format!("Entra ID has no application whose Application ID URI or client id is {resource}: the app registration has no Application ID URI, or the resource string is wrong."),
+                format!("Give app2's registration that Application ID URI (az ad app update --id {client} --identifier-uris {resource}), or set APP2_RESOURCE to app2's existing Application ID URI or client id."),
+            )
+        }
+        (Stage::Identity, Some(400)) if message.contains("Unable to load the proper Managed Identity") => {
+            let (cause, fix) = match (&f.identity.id, &f.selector_setting) {
+                (Some(id), Some(setting)) => (
+                    format!("The user-assigned identity selected by {setting}={id} ({}) is not attached to this app.", f.identity.selector),
+                    format!("Attach it (az functionapp identity assign -g <rg> -n <app> --identities <its resource id>) or correct {setting} to an identity listed by az functionapp identity show -g <rg> -n <app>."),
+                ),
+                _ => (
+                    "No identity was selected and the endpoint could not choose one: the app has no system-assigned identity, or several user-assigned identities and none is named.".to_owned(),
+                    "Enable the system-assigned identity (az functionapp identity assign -g <rg> -n <app>), or set exactly one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID or MANAGED_IDENTITY_RESOURCE_ID.".to_owned(),
+                ),
+            };
+            ("identity-not-attached", cause, fix)
+        }
+        (Stage::Identity, Some(408 | 429 | 500 | 502 | 503 | 504)) => (
+            "identity-endpoint-unavailable",
+            format!("The identity endpoint kept failing ({} {message}) through every retry.", f.status.unwrap_or_default()),
+            "This is usually temporary: retry later. Tokens are cached and refreshed early, so a warm app rarely sees it; check the platform's health if it persists.".into(),
+        ),
+        _ => return None,
+    };
+    Some((
+        anchor,
+        Diagnosis {
+            principal: principal(f),
+            token: token(f),
+            upstream: UpstreamView {
+                status: f.status,
+                code: f.code.clone(),
+                www_authenticate: challenge,
+                message: f.message.clone(),
+            },
+            cause,
+            fix,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::upstream::UpstreamError;
+    use crate::diagnosis::Target;
+    use crate::identity::IdentityDescription;
+    use azure_core::http::headers::Headers;
+    use azure_core::http::{RawResponse, StatusCode};
+    use serde_json::Map;
+
+    const OID: &str = "2f4a9c1e-0b7d-4e8a-9f3c-5d6e7f8a9b0c";
+    const APPID: &str = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+    const TID: &str = "0d1e2f3a-4b5c-4d6e-8f9a-1b2c3d4e5f6a";
+    const APP2: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
+    const APP2_URI: &str = "api://9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
+
+    fn claims(aud: &str, roles: &[&str]) -> Map<String, Value> {
+        let mut c = json!({"aud": aud, "iss": format!("https://sts.windows.net/{TID}/"), "appid": APPID, "oid": OID,
+                           "tid": TID, "ver": "1.0", "exp": 1_900_000_000i64,
+                           "xms_mirid": "/subscriptions/s/resourcegroups/rg/providers/Microsoft.Web/sites/app1"});
+        if !roles.is_empty() {
+            c["roles"] = json!(roles);
+        }
+        c.as_object().unwrap().clone()
+    }
+
+    fn facts(stage: Stage, status: u16, code: Option<&str>, message: &str, claims: Option<Map<String, Value>>) -> Facts {
+        Facts {
+            stage,
+            status: Some(status),
+            code: code.map(str::to_owned),
+            message: message.into(),
+            www_authenticate: None,
+            content_type: None,
+            required_role: None,
+            claims,
+            identity: IdentityDescription { source: "app_service", selector: "system_assigned", id: None },
+            selector_setting: None,
+            target: Target {
+                vault: Some("contoso-kv".into()),
+                storage_account: Some("contosodata".into()),
+                app2_resource: Some(format!("api://{APP2}")),
+            },
+        }
+    }
+
+    /// Facts as the handler derives them from a recorded SDK error response.
+    fn from_recorded(stage: Stage, status: StatusCode, sdk_code: &str, body: &str) -> Facts {
+        let raw = RawResponse::from_bytes(status, Headers::new(), body.as_bytes().to_vec());
+        let err = azure_core::Error::with_message(
+            azure_core::error::ErrorKind::HttpResponse { status, error_code: Some(sdk_code.into()), raw_response: Some(Box::new(raw)) },
+            "recorded",
+        );
+        let upstream = UpstreamError::from_azure(stage, &err).expect("an upstream error, not a credential one");
+        let aud = if stage == Stage::Keyvault { "https://vault.azure.net" } else { "https://storage.azure.com" };
+        let mut f = facts(stage, upstream.status.unwrap(), upstream.code.as_deref(), &upstream.message, Some(claims(aud, &[])));
+        f.www_authenticate = upstream.www_authenticate;
+        f
+    }
+
+    const KV_RBAC_403: &str = r#"{"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f;oid=2f4a9c1e-0b7d-4e8a-9f3c-5d6e7f8a9b0c;iss=https://sts.windows.net/0d1e2f3a-4b5c-4d6e-8f9a-1b2c3d4e5f6a/\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nResource: '/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/contoso-kv/secrets/db'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null \r\nVault: contoso-kv;location=westeurope\r\n","innererror":{"code":"ForbiddenByRbac"}}}"#;
+    const KV_POLICY_403: &str = r#"{"error":{"code":"Forbidden","message":"The user, group or application 'appid=7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f;oid=2f4a9c1e-0b7d-4e8a-9f3c-5d6e7f8a9b0c;iss=https://sts.windows.net/0d1e2f3a-4b5c-4d6e-8f9a-1b2c3d4e5f6a/' does not have secrets get permission on key vault 'contoso-kv;location=westeurope'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287","innererror":{"code":"AccessDenied"}}}"#;
+    const STORAGE_403: &str = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized to perform this operation using this permission.\nRequestId:8f5d2c7a-001e-0055-3a1b-4f5c6d000000\nTime:2026-11-22T10:00:00.0000000Z</Message></Error>";
+
+    struct Row {
+        name: &'static str,
+        facts: Facts,
+        anchor: &'static str,
+        fix_has: &'static [&'static str],
+        cause_has: &'static [&'static str],
+    }
+
+    fn rows() -> Vec<Row> {
+        let mut app2_401 = facts(Stage::App2, 401, None, "You do not have permission to view this directory or page.", Some(claims(&format!("api://{APP2}"), &["App2.Access"])));
+        app2_401.www_authenticate = Some(format!(r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token""#));
+        let mut app2_401_tenant = app2_401.clone();
+        app2_401_tenant.www_authenticate = Some(format!(r#"Bearer realm="app2" authorization_uri="https://login.microsoftonline.com/{APP2}/oauth2/v2.0/authorize" resource_id="{APP2}""#));
+        let mut app2_403_gate = facts(Stage::App2, 403, None, "You do not have permission to view this directory or page.", Some(claims(&format!("api://{APP2}"), &["App2.Access"])));
+        app2_403_gate.content_type = Some("text/plain".into());
+        let mut app2_403_role = facts(Stage::App2, 403, Some("Forbidden"), "the caller's token carries no app role App2.Access", Some(claims(&format!("api://{APP2}"), &[])));
+        app2_403_role.required_role = Some("App2.Access".into());
+        app2_403_role.content_type = Some("application/problem+json".into());
+        let mut ua_missing = facts(Stage::Identity, 400, None, "Unable to load the proper Managed Identity.", None);
+        ua_missing.identity = IdentityDescription { source: "app_service", selector: "client_id", id: Some("11111111-2222-3333-4444-555555555555".into()) };
+        ua_missing.selector_setting = Some("AZURE_CLIENT_ID".into());
+        vec![
+            Row { name: "Key Vault 403 ForbiddenByRbac", facts: from_recorded(Stage::Keyvault, StatusCode::Forbidden, "Forbidden", KV_RBAC_403),
+                  anchor: "keyvault-forbidden-by-rbac", fix_has: &["\"Key Vault Secrets User\"", OID, "contoso-kv", "24 hours"], cause_has: &["getSecret/action", APPID] },
+            Row { name: "Key Vault 403 access policy", facts: from_recorded(Stage::Keyvault, StatusCode::Forbidden, "Forbidden", KV_POLICY_403),
+                  anchor: "keyvault-access-policy", fix_has: &["az keyvault set-policy --name contoso-kv", OID], cause_has: &["access policies"] },
+            Row { name: "Storage 403 AuthorizationPermissionMismatch", facts: from_recorded(Stage::Storage, StatusCode::Forbidden, "AuthorizationPermissionMismatch", STORAGE_403),
+                  anchor: "storage-authorization-permission-mismatch", fix_has: &["\"Storage Blob Data Contributor\"", "\"Storage Blob Data Reader\"", OID, "contosodata"], cause_has: &["contosodata"] },
+            Row { name: "app2 401 audience not allowed", facts: app2_401,
+                  anchor: "app2-audience-not-allowed", fix_has: &["allowedAudiences", APP2_URI, APP2], cause_has: &["allowedAudiences"] },
+            Row { name: "app2 401 tenant mismatch", facts: app2_401_tenant,
+                  anchor: "app2-tenant-mismatch", fix_has: &["openIdIssuer"], cause_has: &[TID] },
+            Row { name: "app2 403 from EasyAuth", facts: app2_403_gate,
+                  anchor: "app2-not-allowed", fix_has: &["allowedApplications", APPID, OID], cause_has: &["allowedApplications"] },
+            Row { name: "app2 403 from app2 itself", facts: app2_403_role,
+                  anchor: "app2-missing-app-role", fix_has: &["appRoleAssignments", OID, APP2, "App2.Access", "New-MgServicePrincipalAppRoleAssignment"], cause_has: &["App2.Access", "absent"] },
+            Row { name: "identity 400 user-assigned not attached", facts: ua_missing,
+                  anchor: "identity-not-attached", fix_has: &["az functionapp identity assign", "AZURE_CLIENT_ID"], cause_has: &["AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555"] },
+            Row { name: "identity 400 with nothing selected", facts: facts(Stage::Identity, 400, None, "Unable to load the proper Managed Identity.", None),
+                  anchor: "identity-not-attached", fix_has: &["AZURE_CLIENT_ID"], cause_has: &["No identity was selected"] },
+            Row { name: "AADSTS500011 for a custom API", facts: facts(Stage::Identity, 400, Some("invalid_resource"),
+                  &format!("AADSTS500011: The resource principal named api://{APP2} was not found in the tenant named {TID}."), None),
+                  anchor: "identity-invalid-resource", fix_has: &["--identifier-uris", APP2], cause_has: &["Application ID URI"] },
+            Row { name: "identity endpoint throttling", facts: facts(Stage::Identity, 429, None, "Too many requests", None),
+                  anchor: "identity-endpoint-unavailable", fix_has: &["retry"], cause_has: &["429"] },
+        ]
+    }
+
+    #[test]
+    fn every_classic_failure_is_explained() {
+        for row in rows() {
+            let (anchor, d) = explain(&row.facts).unwrap_or_else(|| panic!("{}: no diagnosis", row.name));
+            assert_eq!(anchor, row.anchor, "{}", row.name);
+            for s in row.fix_has {
+                assert!(d.fix.contains(s), "{}: fix lacks {s:?}: {}", row.name, d.fix);
+            }
+            for s in row.cause_has {
+                assert!(d.cause.contains(s), "{}: cause lacks {s:?}: {}", row.name, d.cause);
+            }
+            if row.facts.claims.is_some() {
+                assert_eq!(d.principal.oid.as_deref(), Some(OID), "{}", row.name);
+                assert_eq!(d.principal.appid.as_deref(), Some(APPID));
+                assert!(d.token.as_ref().is_some_and(|t| t.aud.is_some() && t.exp.is_some()));
+            }
+            let text = serde_json::to_string(&d).unwrap();
+            assert!(!text.contains("eyJ"), "{}: never a token", row.name);
+        }
+    }
+
+    #[test]
+    fn recorded_bodies_yield_the_inner_codes() {
+        assert_eq!(from_recorded(Stage::Keyvault, StatusCode::Forbidden, "Forbidden", KV_RBAC_403).code.as_deref(), Some("ForbiddenByRbac"));
+        let storage = from_recorded(Stage::Storage, StatusCode::Forbidden, "AuthorizationPermissionMismatch", STORAGE_403);
+        assert_eq!(storage.code.as_deref(), Some("AuthorizationPermissionMismatch"));
+        assert!(storage.message.starts_with("This request is not authorized"));
+    }
+
+    #[test]
+    fn nothing_to_say_about_other_failures() {
+        assert!(explain(&facts(Stage::Keyvault, 404, Some("SecretNotFound"), "nope", None)).is_none());
+        assert!(explain(&facts(Stage::Storage, 409, Some("BlobAlreadyExists"), "exists", None)).is_none());
+    }
+}
