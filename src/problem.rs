@@ -12,6 +12,39 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde::Serialize;
 use std::fmt;
 
+/// Every problem `type` the handler emits: each is a section of TROUBLESHOOTING.md
+/// (a test checks), and `Problem::new` refuses others in debug builds.
+pub const ANCHORS: &[&str] = &[
+    "bad-request",
+    "not-found",
+    "not-configured",
+    "payload-too-large",
+    "binary-in-payload-mode",
+    "secret-not-found",
+    "blob-not-found",
+    "identity-bad-request",
+    "identity-not-configured",
+    "identity-endpoint-400",
+    "identity-endpoint-rejected-header",
+    "identity-endpoint-unavailable",
+    "identity-endpoint-error",
+    "developer-credential",
+    "keyvault-error",
+    "storage-error",
+    "app2-error",
+    "keyvault-forbidden-by-rbac",
+    "keyvault-access-policy",
+    "keyvault-unauthorized",
+    "storage-authorization-permission-mismatch",
+    "storage-authentication-failed",
+    "app2-audience-not-allowed",
+    "app2-tenant-mismatch",
+    "app2-not-allowed",
+    "app2-missing-app-role",
+    "identity-not-attached",
+    "identity-invalid-resource",
+];
+
 /// Which hop of a request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +84,10 @@ pub struct ProblemDetails {
 
 impl Problem {
     pub fn new(status: StatusCode, anchor: &str, detail: impl Into<String>) -> Self {
+        debug_assert!(
+            ANCHORS.contains(&anchor),
+            "problem type {anchor} is not in ANCHORS (add it there and to TROUBLESHOOTING.md)"
+        );
         Self(Box::new(ProblemDetails {
             kind: format!("{TROUBLESHOOTING}#{anchor}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -171,9 +208,12 @@ impl From<&IdentityError> for Problem {
 /// What the identity endpoint said, for the diagnosis.
 fn endpoint_facts(err: &IdentityError) -> Option<serde_json::Value> {
     match err {
-        IdentityError::Endpoint { status, error_code, message, .. } => {
-            Some(serde_json::json!({ "status": status, "code": error_code, "message": message }))
-        }
+        IdentityError::Endpoint {
+            status,
+            error_code,
+            message,
+            ..
+        } => Some(serde_json::json!({ "status": status, "code": error_code, "message": message })),
         IdentityError::DeadlineExceeded { last, .. } => endpoint_facts(last),
         _ => None,
     }
@@ -205,5 +245,21 @@ fn identity_hint(err: &IdentityError) -> String {
         see
     } else {
         format!("{text} {see}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_has_a_troubleshooting_section() {
+        let guide = include_str!("../TROUBLESHOOTING.md");
+        for anchor in ANCHORS {
+            assert!(
+                guide.contains(&format!("<a id=\"{anchor}\"></a>")),
+                "TROUBLESHOOTING.md lacks {anchor}"
+            );
+        }
     }
 }

@@ -101,12 +101,14 @@ impl AzureClients {
     }
 
     /// A Key Vault client acting as `identity` (for `?check=` with a selector).
-    pub fn secrets_as(&self, identity: Option<UserAssignedId>) -> Result<keyvault::SecretsService, Problem> {
-        let url = self
-            .settings
-            .keyvault_url
-            .as_deref()
-            .ok_or_else(|| Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault"))?;
+    pub fn secrets_as(
+        &self,
+        identity: Option<UserAssignedId>,
+    ) -> Result<keyvault::SecretsService, Problem> {
+        let url =
+            self.settings.keyvault_url.as_deref().ok_or_else(|| {
+                Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault")
+            })?;
         keyvault::SecretsService::new(
             url,
             self.identity.as_identity(identity),
@@ -123,7 +125,9 @@ impl AzureClients {
             .settings
             .storage_account_url
             .as_deref()
-            .ok_or_else(|| Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage"))?;
+            .ok_or_else(|| {
+                Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage")
+            })?;
         blobs::BlobStore::new(
             url,
             self.identity.as_identity(identity),

@@ -22,7 +22,12 @@ fn first_label(url: &str) -> Option<String> {
     let host = parsed.host_str()?;
     Some(if host.parse::<std::net::IpAddr>().is_ok() {
         // Path-style (an emulator): the account is the first path segment.
-        parsed.path_segments()?.next().filter(|s| !s.is_empty()).unwrap_or(host).to_owned()
+        parsed
+            .path_segments()?
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(host)
+            .to_owned()
     } else {
         host.split('.').next().unwrap_or(host).to_owned()
     })
@@ -32,10 +37,13 @@ fn first_label(url: &str) -> Option<String> {
 fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Option<String> {
     let id = identity?;
     Some(if per_request {
-        format!("the request's {} parameter", match id {
-            UserAssignedId::ResourceId(_) => "mi_res_id",
-            other => other.kind(),
-        })
+        format!(
+            "the request's {} parameter",
+            match id {
+                UserAssignedId::ResourceId(_) => "mi_res_id",
+                other => other.kind(),
+            }
+        )
     } else {
         match id {
             UserAssignedId::ClientId(_) => "AZURE_CLIENT_ID",
@@ -50,10 +58,17 @@ fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Opt
 /// `identity` is a per-request selector, if the caller chose one.
 pub async fn attach(problem: &mut Problem, state: &AppState, identity: Option<&UserAssignedId>) {
     let Some(stage) = problem.stage else { return };
-    if stage == Stage::Request || problem.extensions.contains_key("diagnosis") || problem.status < 500 {
+    if stage == Stage::Request
+        || problem.extensions.contains_key("diagnosis")
+        || problem.status < 500
+    {
         return;
     }
-    let upstream = problem.extensions.get("upstream").cloned().unwrap_or(Value::Null);
+    let upstream = problem
+        .extensions
+        .get("upstream")
+        .cloned()
+        .unwrap_or(Value::Null);
     let text = |k: &str| upstream.get(k).and_then(Value::as_str).map(str::to_owned);
     let per_request = identity.is_some();
     let default_identity = state.identity.describe(None);
@@ -84,16 +99,25 @@ pub async fn attach(problem: &mut Problem, state: &AppState, identity: Option<&U
         selector_setting: selector_setting(effective.as_ref(), per_request),
         target: Target {
             vault: state.settings.keyvault_url.as_deref().and_then(first_label),
-            storage_account: state.settings.storage_account_url.as_deref().and_then(first_label),
+            storage_account: state
+                .settings
+                .storage_account_url
+                .as_deref()
+                .and_then(first_label),
             app2_resource: state.settings.app2_resource.clone(),
         },
     };
     if let Some((anchor, diagnosis)) = explain(&facts) {
+        debug_assert!(
+            crate::problem::ANCHORS.contains(&anchor),
+            "{anchor} is not in ANCHORS"
+        );
         problem.kind = format!("{TROUBLESHOOTING_BASE}#{anchor}");
         problem.hint = Some(diagnosis.fix.clone());
-        problem
-            .extensions
-            .insert("diagnosis".into(), serde_json::to_value(diagnosis).unwrap_or_default());
+        problem.extensions.insert(
+            "diagnosis".into(),
+            serde_json::to_value(diagnosis).unwrap_or_default(),
+        );
     }
 }
 
@@ -103,16 +127,31 @@ mod tests {
 
     #[test]
     fn names_targets() {
-        assert_eq!(first_label("https://myvault.vault.azure.net/").as_deref(), Some("myvault"));
-        assert_eq!(first_label("https://acct.blob.core.windows.net").as_deref(), Some("acct"));
-        assert_eq!(first_label("https://127.0.0.1:10000/devstoreaccount1").as_deref(), Some("devstoreaccount1"));
+        assert_eq!(
+            first_label("https://myvault.vault.azure.net/").as_deref(),
+            Some("myvault")
+        );
+        assert_eq!(
+            first_label("https://acct.blob.core.windows.net").as_deref(),
+            Some("acct")
+        );
+        assert_eq!(
+            first_label("https://127.0.0.1:10000/devstoreaccount1").as_deref(),
+            Some("devstoreaccount1")
+        );
     }
 
     #[test]
     fn selector_settings() {
         let id = UserAssignedId::ClientId("c".into());
-        assert_eq!(selector_setting(Some(&id), false).as_deref(), Some("AZURE_CLIENT_ID"));
-        assert_eq!(selector_setting(Some(&id), true).as_deref(), Some("the request's client_id parameter"));
+        assert_eq!(
+            selector_setting(Some(&id), false).as_deref(),
+            Some("AZURE_CLIENT_ID")
+        );
+        assert_eq!(
+            selector_setting(Some(&id), true).as_deref(),
+            Some("the request's client_id parameter")
+        );
         assert_eq!(selector_setting(None, false), None);
     }
 }

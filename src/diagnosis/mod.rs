@@ -146,13 +146,19 @@ mod tests {
 
     #[test]
     fn parses_challenges() {
-        let kv = challenge_params(r#"Bearer authorization="https://login.microsoftonline.com/t1", resource="https://vault.azure.net""#);
+        let kv = challenge_params(
+            r#"Bearer authorization="https://login.microsoftonline.com/t1", resource="https://vault.azure.net""#,
+        );
         assert_eq!(kv["authorization"], "https://login.microsoftonline.com/t1");
         assert_eq!(kv["resource"], "https://vault.azure.net");
-        let easyauth = challenge_params(r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/t2/oauth2/v2.0/authorize" resource_id="c2" error="invalid_token""#);
+        let easyauth = challenge_params(
+            r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/t2/oauth2/v2.0/authorize" resource_id="c2" error="invalid_token""#,
+        );
         assert_eq!(easyauth["resource_id"], "c2");
         assert_eq!(easyauth["error"], "invalid_token");
-        let storage = challenge_params("Bearer authorization_uri=https://login.microsoftonline.com/t3/oauth2/authorize resource_id=https://storage.azure.com");
+        let storage = challenge_params(
+            "Bearer authorization_uri=https://login.microsoftonline.com/t3/oauth2/authorize resource_id=https://storage.azure.com",
+        );
         assert_eq!(storage["resource_id"], "https://storage.azure.com");
     }
 }

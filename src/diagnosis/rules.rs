@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 const PROPAGATION: &str = "Role assignments can take up to 10 minutes to take effect, and the platform caches managed-identity tokens for up to 24 hours: if the token's roles predate the change, restart the app to get a fresh one.";
 
 fn claim(f: &Facts, name: &str) -> Option<String> {
-    f.claims.as_ref()?.get(name).and_then(Value::as_str).map(str::to_owned)
+    f.claims
+        .as_ref()?
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn principal(f: &Facts) -> Principal {
@@ -34,26 +38,53 @@ fn token(f: &Facts) -> Option<TokenView> {
         roles: claims
             .get("roles")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
         exp: claims.get("exp").and_then(Value::as_i64),
         ver: claim(f, "ver"),
     })
 }
 
+/// The vault's name: Key Vault's 403 names it (`Vault: <name>;location=…` or
+/// `key vault '<name>;location=…'`); else the first label of KEYVAULT_URL.
+fn vault_name(f: &Facts) -> String {
+    let from_message = f
+        .message
+        .split("Vault: ")
+        .nth(1)
+        .or_else(|| f.message.split("key vault '").nth(1))
+        .and_then(|rest| rest.split([';', '\'', '\r', '\n']).next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    from_message
+        .map(str::to_owned)
+        .or_else(|| f.target.vault.clone())
+        .unwrap_or_else(|| "<vault>".into())
+}
+
 /// Explains a refusal, or `None` when there is nothing specific to say.
 /// Returns the troubleshooting anchor with the diagnosis.
 pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
     let oid = claim(f, "oid").unwrap_or_else(|| "<principal object id>".into());
-    let appid = claim(f, "appid").or_else(|| claim(f, "azp")).unwrap_or_else(|| "<client id>".into());
+    let appid = claim(f, "appid")
+        .or_else(|| claim(f, "azp"))
+        .unwrap_or_else(|| "<client id>".into());
     let aud = claim(f, "aud").unwrap_or_default();
     let code = f.code.clone().unwrap_or_default();
     let message = f.message.as_str();
-    let challenge = f.www_authenticate.as_deref().map(challenge_params).unwrap_or_default();
+    let challenge = f
+        .www_authenticate
+        .as_deref()
+        .map(challenge_params)
+        .unwrap_or_default();
 
     let (anchor, cause, fix): (&'static str, String, String) = match (f.stage, f.status) {
         (Stage::Keyvault, Some(403)) if code == "ForbiddenByRbac" => {
-            let vault = f.target.vault.clone().unwrap_or_else(|| "<vault>".into());
+            let vault = vault_name(f);
             let action = message
                 .split("Action: '")
                 .nth(1)
@@ -68,7 +99,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
             )
         }
         (Stage::Keyvault, Some(403)) if code == "AccessDenied" || message.contains("access polic") || message.contains("does not have secrets") => {
-            let vault = f.target.vault.clone().unwrap_or_else(|| "<vault>".into());
+            let vault = vault_name(f);
             (
                 "keyvault-access-policy",
                 format!("Key Vault {vault} uses access policies, and none grants principal {oid} (appid {appid}) permission to read secrets."),
@@ -236,7 +267,13 @@ mod tests {
         c.as_object().unwrap().clone()
     }
 
-    fn facts(stage: Stage, status: u16, code: Option<&str>, message: &str, claims: Option<Map<String, Value>>) -> Facts {
+    fn facts(
+        stage: Stage,
+        status: u16,
+        code: Option<&str>,
+        message: &str,
+        claims: Option<Map<String, Value>>,
+    ) -> Facts {
         Facts {
             stage,
             status: Some(status),
@@ -246,10 +283,14 @@ mod tests {
             content_type: None,
             required_role: None,
             claims,
-            identity: IdentityDescription { source: "app_service", selector: "system_assigned", id: None },
+            identity: IdentityDescription {
+                source: "app_service",
+                selector: "system_assigned",
+                id: None,
+            },
             selector_setting: None,
             target: Target {
-                vault: Some("contoso-kv".into()),
+                vault: Some("from-url".into()),
                 storage_account: Some("contosodata".into()),
                 app2_resource: Some(format!("api://{APP2}")),
             },
@@ -260,12 +301,27 @@ mod tests {
     fn from_recorded(stage: Stage, status: StatusCode, sdk_code: &str, body: &str) -> Facts {
         let raw = RawResponse::from_bytes(status, Headers::new(), body.as_bytes().to_vec());
         let err = azure_core::Error::with_message(
-            azure_core::error::ErrorKind::HttpResponse { status, error_code: Some(sdk_code.into()), raw_response: Some(Box::new(raw)) },
+            azure_core::error::ErrorKind::HttpResponse {
+                status,
+                error_code: Some(sdk_code.into()),
+                raw_response: Some(Box::new(raw)),
+            },
             "recorded",
         );
-        let upstream = UpstreamError::from_azure(stage, &err).expect("an upstream error, not a credential one");
-        let aud = if stage == Stage::Keyvault { "https://vault.azure.net" } else { "https://storage.azure.com" };
-        let mut f = facts(stage, upstream.status.unwrap(), upstream.code.as_deref(), &upstream.message, Some(claims(aud, &[])));
+        let upstream = UpstreamError::from_azure(stage, &err)
+            .expect("an upstream error, not a credential one");
+        let aud = if stage == Stage::Keyvault {
+            "https://vault.azure.net"
+        } else {
+            "https://storage.azure.com"
+        };
+        let mut f = facts(
+            stage,
+            upstream.status.unwrap(),
+            upstream.code.as_deref(),
+            &upstream.message,
+            Some(claims(aud, &[])),
+        );
         f.www_authenticate = upstream.www_authenticate;
         f
     }
@@ -283,60 +339,201 @@ mod tests {
     }
 
     fn rows() -> Vec<Row> {
-        let mut app2_401 = facts(Stage::App2, 401, None, "You do not have permission to view this directory or page.", Some(claims(&format!("api://{APP2}"), &["App2.Access"])));
-        app2_401.www_authenticate = Some(format!(r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token""#));
+        let mut app2_401 = facts(
+            Stage::App2,
+            401,
+            None,
+            "You do not have permission to view this directory or page.",
+            Some(claims(&format!("api://{APP2}"), &["App2.Access"])),
+        );
+        app2_401.www_authenticate = Some(format!(
+            r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token""#
+        ));
         let mut app2_401_tenant = app2_401.clone();
-        app2_401_tenant.www_authenticate = Some(format!(r#"Bearer realm="app2" authorization_uri="https://login.microsoftonline.com/{APP2}/oauth2/v2.0/authorize" resource_id="{APP2}""#));
-        let mut app2_403_gate = facts(Stage::App2, 403, None, "You do not have permission to view this directory or page.", Some(claims(&format!("api://{APP2}"), &["App2.Access"])));
+        app2_401_tenant.www_authenticate = Some(format!(
+            r#"Bearer realm="app2" authorization_uri="https://login.microsoftonline.com/{APP2}/oauth2/v2.0/authorize" resource_id="{APP2}""#
+        ));
+        let mut app2_403_gate = facts(
+            Stage::App2,
+            403,
+            None,
+            "You do not have permission to view this directory or page.",
+            Some(claims(&format!("api://{APP2}"), &["App2.Access"])),
+        );
         app2_403_gate.content_type = Some("text/plain".into());
-        let mut app2_403_role = facts(Stage::App2, 403, Some("Forbidden"), "the caller's token carries no app role App2.Access", Some(claims(&format!("api://{APP2}"), &[])));
+        let mut app2_403_role = facts(
+            Stage::App2,
+            403,
+            Some("Forbidden"),
+            "the caller's token carries no app role App2.Access",
+            Some(claims(&format!("api://{APP2}"), &[])),
+        );
         app2_403_role.required_role = Some("App2.Access".into());
         app2_403_role.content_type = Some("application/problem+json".into());
-        let mut ua_missing = facts(Stage::Identity, 400, None, "Unable to load the proper Managed Identity.", None);
-        ua_missing.identity = IdentityDescription { source: "app_service", selector: "client_id", id: Some("11111111-2222-3333-4444-555555555555".into()) };
+        let mut ua_missing = facts(
+            Stage::Identity,
+            400,
+            None,
+            "Unable to load the proper Managed Identity.",
+            None,
+        );
+        ua_missing.identity = IdentityDescription {
+            source: "app_service",
+            selector: "client_id",
+            id: Some("11111111-2222-3333-4444-555555555555".into()),
+        };
         ua_missing.selector_setting = Some("AZURE_CLIENT_ID".into());
         vec![
-            Row { name: "Key Vault 403 ForbiddenByRbac", facts: from_recorded(Stage::Keyvault, StatusCode::Forbidden, "Forbidden", KV_RBAC_403),
-                  anchor: "keyvault-forbidden-by-rbac", fix_has: &["\"Key Vault Secrets User\"", OID, "contoso-kv", "24 hours"], cause_has: &["getSecret/action", APPID] },
-            Row { name: "Key Vault 403 access policy", facts: from_recorded(Stage::Keyvault, StatusCode::Forbidden, "Forbidden", KV_POLICY_403),
-                  anchor: "keyvault-access-policy", fix_has: &["az keyvault set-policy --name contoso-kv", OID], cause_has: &["access policies"] },
-            Row { name: "Storage 403 AuthorizationPermissionMismatch", facts: from_recorded(Stage::Storage, StatusCode::Forbidden, "AuthorizationPermissionMismatch", STORAGE_403),
-                  anchor: "storage-authorization-permission-mismatch", fix_has: &["\"Storage Blob Data Contributor\"", "\"Storage Blob Data Reader\"", OID, "contosodata"], cause_has: &["contosodata"] },
-            Row { name: "app2 401 audience not allowed", facts: app2_401,
-                  anchor: "app2-audience-not-allowed", fix_has: &["allowedAudiences", APP2_URI, APP2], cause_has: &["allowedAudiences"] },
-            Row { name: "app2 401 tenant mismatch", facts: app2_401_tenant,
-                  anchor: "app2-tenant-mismatch", fix_has: &["openIdIssuer"], cause_has: &[TID] },
-            Row { name: "app2 403 from EasyAuth", facts: app2_403_gate,
-                  anchor: "app2-not-allowed", fix_has: &["allowedApplications", APPID, OID], cause_has: &["allowedApplications"] },
-            Row { name: "app2 403 from app2 itself", facts: app2_403_role,
-                  anchor: "app2-missing-app-role", fix_has: &["appRoleAssignments", OID, APP2, "App2.Access", "New-MgServicePrincipalAppRoleAssignment"], cause_has: &["App2.Access", "absent"] },
-            Row { name: "identity 400 user-assigned not attached", facts: ua_missing,
-                  anchor: "identity-not-attached", fix_has: &["az functionapp identity assign", "AZURE_CLIENT_ID"], cause_has: &["AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555"] },
-            Row { name: "identity 400 with nothing selected", facts: facts(Stage::Identity, 400, None, "Unable to load the proper Managed Identity.", None),
-                  anchor: "identity-not-attached", fix_has: &["AZURE_CLIENT_ID"], cause_has: &["No identity was selected"] },
-            Row { name: "AADSTS500011 for a custom API", facts: facts(Stage::Identity, 400, Some("invalid_resource"),
-                  &format!("AADSTS500011: The resource principal named api://{APP2} was not found in the tenant named {TID}."), None),
-                  anchor: "identity-invalid-resource", fix_has: &["--identifier-uris", APP2], cause_has: &["Application ID URI"] },
-            Row { name: "identity endpoint throttling", facts: facts(Stage::Identity, 429, None, "Too many requests", None),
-                  anchor: "identity-endpoint-unavailable", fix_has: &["retry"], cause_has: &["429"] },
+            Row {
+                name: "Key Vault 403 ForbiddenByRbac",
+                facts: from_recorded(
+                    Stage::Keyvault,
+                    StatusCode::Forbidden,
+                    "Forbidden",
+                    KV_RBAC_403,
+                ),
+                anchor: "keyvault-forbidden-by-rbac",
+                fix_has: &["\"Key Vault Secrets User\"", OID, "contoso-kv", "24 hours"],
+                cause_has: &["getSecret/action", APPID],
+            },
+            Row {
+                name: "Key Vault 403 access policy",
+                facts: from_recorded(
+                    Stage::Keyvault,
+                    StatusCode::Forbidden,
+                    "Forbidden",
+                    KV_POLICY_403,
+                ),
+                anchor: "keyvault-access-policy",
+                fix_has: &["az keyvault set-policy --name contoso-kv", OID],
+                cause_has: &["access policies"],
+            },
+            Row {
+                name: "Storage 403 AuthorizationPermissionMismatch",
+                facts: from_recorded(
+                    Stage::Storage,
+                    StatusCode::Forbidden,
+                    "AuthorizationPermissionMismatch",
+                    STORAGE_403,
+                ),
+                anchor: "storage-authorization-permission-mismatch",
+                fix_has: &[
+                    "\"Storage Blob Data Contributor\"",
+                    "\"Storage Blob Data Reader\"",
+                    OID,
+                    "contosodata",
+                ],
+                cause_has: &["contosodata"],
+            },
+            Row {
+                name: "app2 401 audience not allowed",
+                facts: app2_401,
+                anchor: "app2-audience-not-allowed",
+                fix_has: &["allowedAudiences", APP2_URI, APP2],
+                cause_has: &["allowedAudiences"],
+            },
+            Row {
+                name: "app2 401 tenant mismatch",
+                facts: app2_401_tenant,
+                anchor: "app2-tenant-mismatch",
+                fix_has: &["openIdIssuer"],
+                cause_has: &[TID],
+            },
+            Row {
+                name: "app2 403 from EasyAuth",
+                facts: app2_403_gate,
+                anchor: "app2-not-allowed",
+                fix_has: &["allowedApplications", APPID, OID],
+                cause_has: &["allowedApplications"],
+            },
+            Row {
+                name: "app2 403 from app2 itself",
+                facts: app2_403_role,
+                anchor: "app2-missing-app-role",
+                fix_has: &[
+                    "appRoleAssignments",
+                    OID,
+                    APP2,
+                    "App2.Access",
+                    "New-MgServicePrincipalAppRoleAssignment",
+                ],
+                cause_has: &["App2.Access", "absent"],
+            },
+            Row {
+                name: "identity 400 user-assigned not attached",
+                facts: ua_missing,
+                anchor: "identity-not-attached",
+                fix_has: &["az functionapp identity assign", "AZURE_CLIENT_ID"],
+                cause_has: &["AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555"],
+            },
+            Row {
+                name: "identity 400 with nothing selected",
+                facts: facts(
+                    Stage::Identity,
+                    400,
+                    None,
+                    "Unable to load the proper Managed Identity.",
+                    None,
+                ),
+                anchor: "identity-not-attached",
+                fix_has: &["AZURE_CLIENT_ID"],
+                cause_has: &["No identity was selected"],
+            },
+            Row {
+                name: "AADSTS500011 for a custom API",
+                facts: facts(
+                    Stage::Identity,
+                    400,
+                    Some("invalid_resource"),
+                    &format!(
+                        "AADSTS500011: The resource principal named api://{APP2} was not found in the tenant named {TID}."
+                    ),
+                    None,
+                ),
+                anchor: "identity-invalid-resource",
+                fix_has: &["--identifier-uris", APP2],
+                cause_has: &["Application ID URI"],
+            },
+            Row {
+                name: "identity endpoint throttling",
+                facts: facts(Stage::Identity, 429, None, "Too many requests", None),
+                anchor: "identity-endpoint-unavailable",
+                fix_has: &["retry"],
+                cause_has: &["429"],
+            },
         ]
     }
 
     #[test]
     fn every_classic_failure_is_explained() {
         for row in rows() {
-            let (anchor, d) = explain(&row.facts).unwrap_or_else(|| panic!("{}: no diagnosis", row.name));
+            let (anchor, d) =
+                explain(&row.facts).unwrap_or_else(|| panic!("{}: no diagnosis", row.name));
             assert_eq!(anchor, row.anchor, "{}", row.name);
             for s in row.fix_has {
-                assert!(d.fix.contains(s), "{}: fix lacks {s:?}: {}", row.name, d.fix);
+                assert!(
+                    d.fix.contains(s),
+                    "{}: fix lacks {s:?}: {}",
+                    row.name,
+                    d.fix
+                );
             }
             for s in row.cause_has {
-                assert!(d.cause.contains(s), "{}: cause lacks {s:?}: {}", row.name, d.cause);
+                assert!(
+                    d.cause.contains(s),
+                    "{}: cause lacks {s:?}: {}",
+                    row.name,
+                    d.cause
+                );
             }
             if row.facts.claims.is_some() {
                 assert_eq!(d.principal.oid.as_deref(), Some(OID), "{}", row.name);
                 assert_eq!(d.principal.appid.as_deref(), Some(APPID));
-                assert!(d.token.as_ref().is_some_and(|t| t.aud.is_some() && t.exp.is_some()));
+                assert!(
+                    d.token
+                        .as_ref()
+                        .is_some_and(|t| t.aud.is_some() && t.exp.is_some())
+                );
             }
             let text = serde_json::to_string(&d).unwrap();
             assert!(!text.contains("eyJ"), "{}: never a token", row.name);
@@ -345,15 +542,55 @@ mod tests {
 
     #[test]
     fn recorded_bodies_yield_the_inner_codes() {
-        assert_eq!(from_recorded(Stage::Keyvault, StatusCode::Forbidden, "Forbidden", KV_RBAC_403).code.as_deref(), Some("ForbiddenByRbac"));
-        let storage = from_recorded(Stage::Storage, StatusCode::Forbidden, "AuthorizationPermissionMismatch", STORAGE_403);
-        assert_eq!(storage.code.as_deref(), Some("AuthorizationPermissionMismatch"));
-        assert!(storage.message.starts_with("This request is not authorized"));
+        assert_eq!(
+            from_recorded(
+                Stage::Keyvault,
+                StatusCode::Forbidden,
+                "Forbidden",
+                KV_RBAC_403
+            )
+            .code
+            .as_deref(),
+            Some("ForbiddenByRbac")
+        );
+        let storage = from_recorded(
+            Stage::Storage,
+            StatusCode::Forbidden,
+            "AuthorizationPermissionMismatch",
+            STORAGE_403,
+        );
+        assert_eq!(
+            storage.code.as_deref(),
+            Some("AuthorizationPermissionMismatch")
+        );
+        assert!(
+            storage
+                .message
+                .starts_with("This request is not authorized")
+        );
     }
 
     #[test]
     fn nothing_to_say_about_other_failures() {
-        assert!(explain(&facts(Stage::Keyvault, 404, Some("SecretNotFound"), "nope", None)).is_none());
-        assert!(explain(&facts(Stage::Storage, 409, Some("BlobAlreadyExists"), "exists", None)).is_none());
+        assert!(
+            explain(&facts(
+                Stage::Keyvault,
+                404,
+                Some("SecretNotFound"),
+                "nope",
+                None
+            ))
+            .is_none()
+        );
+        assert!(
+            explain(&facts(
+                Stage::Storage,
+                409,
+                Some("BlobAlreadyExists"),
+                "exists",
+                None
+            ))
+            .is_none()
+        );
     }
 }

@@ -48,7 +48,13 @@ struct Report {
 
 impl Report {
     /// Records a step; a failure is diagnosed first, so the report explains it.
-    async fn record(&mut self, state: &AppState, name: &str, started: Instant, result: &mut Result<Value, Problem>) {
+    async fn record(
+        &mut self,
+        state: &AppState,
+        name: &str,
+        started: Instant,
+        result: &mut Result<Value, Problem>,
+    ) {
         if let Err(problem) = result {
             crate::diagnosis::attach(problem, state, None).await;
         }
@@ -122,7 +128,9 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
         Ok(json!({ "container": container, "blob": blob, "bytes": bytes.len() }))
     }
     .await;
-    report.record(state, "audit-write", started, &mut result).await;
+    report
+        .record(state, "audit-write", started, &mut result)
+        .await;
     result?;
 
     // 4. audit read-back
@@ -141,7 +149,9 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
         Ok(json!({ "container": container, "blob": blob, "bytes": back.len(), "content_type": content_type, "matches": true }))
     }
     .await;
-    report.record(state, "audit-read", started, &mut result).await;
+    report
+        .record(state, "audit-read", started, &mut result)
+        .await;
     result.map(|_| ())
 }
 

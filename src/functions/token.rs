@@ -88,18 +88,28 @@ fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
 /// principal used, or the diagnosed refusal.
 async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
     if inv.query_one("resource")?.is_some() || inv.query_one("scope")?.is_some() {
-        return Err(Problem::bad_request("check= names its own resource; do not add resource= or scope="));
+        return Err(Problem::bad_request(
+            "check= names its own resource; do not add resource= or scope=",
+        ));
     }
     let identity = identity_of(inv)?;
     let settings = &state.settings;
     let (resource, target_url, result) = match target {
         "keyvault" => {
             let client = state.azure.secrets_as(identity.clone())?;
-            ("https://vault.azure.net".to_owned(), settings.keyvault_url.clone(), client.probe(&settings.flow_secret_name).await)
+            (
+                "https://vault.azure.net".to_owned(),
+                settings.keyvault_url.clone(),
+                client.probe(&settings.flow_secret_name).await,
+            )
         }
         "storage" => {
             let store = state.azure.blobs_as(identity.clone())?;
-            ("https://storage.azure.com".to_owned(), settings.storage_account_url.clone(), store.probe(&settings.audit_container).await)
+            (
+                "https://storage.azure.com".to_owned(),
+                settings.storage_account_url.clone(),
+                store.probe(&settings.audit_container).await,
+            )
         }
         "app2" => {
             let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
@@ -108,10 +118,16 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
                 Ok(r) => Err(super::app2::refusal(&r)),
                 Err(p) => Err(p),
             };
-            (client.resource().to_owned(), settings.app2_base_url.clone(), result)
+            (
+                client.resource().to_owned(),
+                settings.app2_base_url.clone(),
+                result,
+            )
         }
         other => {
-            return Err(Problem::bad_request(format!("check must be keyvault, storage or app2, not {other:?}")));
+            return Err(Problem::bad_request(format!(
+                "check must be keyvault, storage or app2, not {other:?}"
+            )));
         }
     };
     if let Err(mut problem) = result {
@@ -121,7 +137,9 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
     let provided = state.identity.token(&resource, identity.as_ref()).await?;
     let claims = decode_claims(provided.token.token.secret()).unwrap_or_default();
     let pick = |keys: &[&str]| -> serde_json::Map<String, serde_json::Value> {
-        keys.iter().filter_map(|k| claims.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect()
+        keys.iter()
+            .filter_map(|k| claims.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect()
     };
     Ok(Reply::ok_json(&json!({
         "check": target,

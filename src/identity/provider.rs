@@ -367,7 +367,10 @@ pub struct SelectedIdentity {
 
 impl ManagedIdentityProvider {
     /// A `TokenCredential` that always asks for `identity` (or the default).
-    pub fn as_identity(self: &Arc<Self>, identity: Option<UserAssignedId>) -> Arc<dyn TokenCredential> {
+    pub fn as_identity(
+        self: &Arc<Self>,
+        identity: Option<UserAssignedId>,
+    ) -> Arc<dyn TokenCredential> {
         match identity {
             None => self.clone(),
             Some(id) => Arc::new(SelectedIdentity {
@@ -386,7 +389,11 @@ impl TokenCredential for SelectedIdentity {
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
         let resource = scope_to_resource(scopes)?;
-        Ok(self.provider.token(resource, self.identity.as_ref()).await?.token)
+        Ok(self
+            .provider
+            .token(resource, self.identity.as_ref())
+            .await?
+            .token)
     }
 }
 

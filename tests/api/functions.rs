@@ -169,8 +169,16 @@ async fn identity_400_is_a_502_with_the_platform_message() {
     assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-not-attached");
     let diagnosis = &body["diagnosis"];
     let cause = diagnosis["cause"].as_str().unwrap();
-    assert!(cause.contains(&format!("the request's client_id parameter={UA_CLIENT_ID}")), "{cause}");
-    assert!(diagnosis["fix"].as_str().unwrap().contains("az functionapp identity assign"));
+    assert!(
+        cause.contains(&format!("the request's client_id parameter={UA_CLIENT_ID}")),
+        "{cause}"
+    );
+    assert!(
+        diagnosis["fix"]
+            .as_str()
+            .unwrap()
+            .contains("az functionapp identity assign")
+    );
     assert_eq!(diagnosis["principal"]["selector"], "client_id");
     assert_eq!(diagnosis["upstream"]["status"], 400);
     assert!(diagnosis["token"].is_null(), "no token was obtained");

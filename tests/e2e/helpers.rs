@@ -151,9 +151,22 @@ pub async fn get(url: String) -> Got {
 /// A private devstack (no Azurite) and forward-mode host, for tests that
 /// change the world or the handler's settings.
 pub async fn private_world(extra_env: &[(&str, &str)]) -> (Stack, FunctionsHost) {
-    let state = std::env::temp_dir().join(format!("e2e-private-{}-{}", std::process::id(), fastrand::u64(..)));
+    scenario_world(None, extra_env).await
+}
+
+/// As [`private_world`], with one classic failure.
+pub async fn scenario_world(
+    scenario: Option<devstack::scenario::Scenario>,
+    extra_env: &[(&str, &str)],
+) -> (Stack, FunctionsHost) {
+    let state = std::env::temp_dir().join(format!(
+        "e2e-private-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let mut options = StackOptions::new(&state);
     options.azurite = false;
+    options.scenario = scenario;
     let stack = Stack::start(options).await.expect("devstack starts");
     let mut env = stack.handler_env();
     for (k, v) in extra_env {

@@ -10,22 +10,46 @@ async fn cached_secret_is_dropped_when_key_vault_starts_refusing() {
     let (stack, host) = private_world(&[("SECRET_CACHE_TTL_SECS", "1")]).await;
     let url = format!("{}/api/secrets/{}", host.url, stack.seed_secret);
     let first = get(url.clone()).await;
-    assert_eq!((first.status, first.json()["cached"].clone()), (200, serde_json::json!(false)));
-    assert_eq!(get(url.clone()).await.json()["cached"], true, "served from the cache within the TTL");
+    assert_eq!(
+        (first.status, first.json()["cached"].clone()),
+        (200, serde_json::json!(false))
+    );
+    assert_eq!(
+        get(url.clone()).await.json()["cached"],
+        true,
+        "served from the cache within the TTL"
+    );
 
     // Revoke app1's role; once the copy is stale, Key Vault's 403 is what the caller sees.
     let oid = stack.world.read().unwrap().app1.object_id.clone();
-    stack.world.write().unwrap().vault_role_assignments.retain(|(o, _)| *o != oid);
+    stack
+        .world
+        .write()
+        .unwrap()
+        .vault_role_assignments
+        .retain(|(o, _)| *o != oid);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let denied = get(url.clone()).await;
     assert_eq!(denied.status, 502, "{}", denied.text());
     assert_eq!(denied.json()["upstream_status"], 403);
-    assert_eq!(get(url.clone()).await.status, 502, "the old copy is not served again");
+    assert_eq!(
+        get(url.clone()).await.status,
+        502,
+        "the old copy is not served again"
+    );
 
     // Restore it: the next read goes to Key Vault, not to a stale entry.
-    stack.world.write().unwrap().vault_role_assignments.push((oid, VaultRole::SecretsUser));
+    stack
+        .world
+        .write()
+        .unwrap()
+        .vault_role_assignments
+        .push((oid, VaultRole::SecretsUser));
     let again = get(url).await;
-    assert_eq!((again.status, again.json()["cached"].clone()), (200, serde_json::json!(false)));
+    assert_eq!(
+        (again.status, again.json()["cached"].clone()),
+        (200, serde_json::json!(false))
+    );
     host.stop().await;
     stack.stop().await;
 }

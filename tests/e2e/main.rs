@@ -5,4 +5,5 @@ mod functions;
 mod helpers;
 mod interop;
 mod keyvault;
+mod scenarios;
 mod secrecy;

@@ -11,6 +11,8 @@
 //! | [`world`] | the simulated tenant: identities, roles, allow-lists |
 //! | [`tls`] | one local CA for every HTTPS endpoint |
 //! | [`stack`] | starts and stops all of it, writes the env file |
+//! | [`scenario`] | the classic failures, one at a time |
+//! | [`host`] | the Functions host stand-in |
 //!
 //! None of this ships in `handler`: it is test and development infrastructure.
 
@@ -21,6 +23,7 @@ pub mod identity_endpoint;
 pub mod issuer;
 pub mod keyvault;
 pub mod report;
+pub mod scenario;
 pub mod stack;
 pub mod tls;
 pub mod validate;

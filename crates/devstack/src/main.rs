@@ -31,6 +31,8 @@ enum Command {
     Up(UpArgs),
     /// Build the handler, start everything, run POST /api/flow, print the report, stop.
     Demo(StackArgs),
+    /// List the failure scenarios (`--scenario NAME` for up and demo).
+    Scenarios,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +65,9 @@ struct StackArgs {
     /// Enforce function keys like `func start --enableAuth` (off by default, like `func start`).
     #[arg(long)]
     enforce_keys: bool,
+    /// Start the default world with exactly one thing broken (see `devstack scenarios`).
+    #[arg(long, value_enum)]
+    scenario: Option<devstack::scenario::Scenario>,
     /// The host stand-in's port (`func start` uses 7071; 0 picks a free one).
     #[arg(long, default_value_t = 7071)]
     host_port: u16,
@@ -92,6 +97,12 @@ async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Up(args) => up(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::Scenarios => {
+            for s in devstack::scenario::Scenario::ALL {
+                println!("{:<24}{}", s.name(), s.describe());
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -107,6 +118,7 @@ async fn start_stack(args: &StackArgs) -> anyhow::Result<Stack> {
     options.azurite = !args.no_azurite;
     options.seed_file = args.secrets.clone();
     options.cache_dir = args.cache_dir.clone();
+    options.scenario = args.scenario;
     if args.fixed_ports {
         options.ports = Ports::fixed();
     }

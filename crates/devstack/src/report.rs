@@ -25,7 +25,13 @@ pub fn render(body: &Value, status: u16, color: bool) -> String {
         let ok = step["ok"] == true;
         let d = &step["detail"];
         let summary = if !ok {
-            s(&d["detail"])
+            let detail = s(&d["detail"]);
+            let first = detail.lines().next().unwrap_or_default();
+            if first.chars().count() > 160 {
+                format!("{}…", first.chars().take(160).collect::<String>())
+            } else {
+                first.to_owned()
+            }
         } else {
             match step["name"].as_str() {
                 Some("keyvault") => format!(
@@ -69,9 +75,16 @@ pub fn render(body: &Value, status: u16, color: bool) -> String {
             s(&step["duration_ms"])
         ));
         if !ok {
-            for key in ["stage", "upstream_status", "type", "hint"] {
-                if !d[key].is_null() {
-                    out.push_str(&format!("      {key}: {}\n", s(&d[key])));
+            let diagnosed = d.get("diagnosis").is_some_and(|v| !v.is_null());
+            // With a diagnosis, the hint is its fix: print it once, below.
+            let keys: &[&str] = if diagnosed {
+                &["stage", "upstream_status", "type"]
+            } else {
+                &["stage", "upstream_status", "type", "hint"]
+            };
+            for key in keys {
+                if !d[*key].is_null() {
+                    out.push_str(&format!("      {key}: {}\n", s(&d[*key])));
                 }
             }
             if let Some(diagnosis) = d.get("diagnosis").filter(|v| !v.is_null()) {

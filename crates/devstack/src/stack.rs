@@ -6,6 +6,7 @@ use crate::easyauth::{GateConfig, GateState};
 use crate::identity_endpoint::{self, IdentityState};
 use crate::issuer::Issuer;
 use crate::keyvault::{self, SeedFile, SeedSecret, VaultState};
+use crate::scenario::Scenario;
 use crate::tls::{LocalTls, TlsFiles};
 use crate::validate::TokenValidator;
 use crate::world::World;
@@ -51,8 +52,10 @@ pub struct StackOptions {
     pub cache_dir: Option<PathBuf>,
     /// Seed secrets file; `None` uses [`DEFAULT_SEED`].
     pub seed_file: Option<PathBuf>,
-    /// The world to simulate (scenarios change it).
+    /// The world to simulate.
     pub world: World,
+    /// One classic failure to reproduce.
+    pub scenario: Option<Scenario>,
 }
 
 impl StackOptions {
@@ -64,6 +67,7 @@ impl StackOptions {
             cache_dir: None,
             seed_file: None,
             world: World::new(),
+            scenario: None,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct Stack {
     pub app2_url: String,
     pub auth_settings_file: PathBuf,
     pub seed_secret: String,
+    pub scenario: Option<Scenario>,
     servers: Vec<ServerHandle>,
     azurite: Option<Azurite>,
 }
@@ -100,7 +105,12 @@ impl Stack {
         std::fs::create_dir_all(state_dir)?;
         let tls = LocalTls::generate()?;
         let tls_files = tls.write(&state_dir.join("tls"))?;
-        let world = Arc::new(RwLock::new(options.world.clone()));
+        let mut initial = options.world.clone();
+        if let Some(scenario) = options.scenario {
+            scenario.apply(&mut initial);
+            tracing::info!(scenario = scenario.name(), "{}", scenario.describe());
+        }
+        let world = Arc::new(RwLock::new(initial.clone()));
         let tenant = options.world.tenant_id.clone();
         let mut servers = vec![];
 
@@ -114,6 +124,9 @@ impl Stack {
             uuid::Uuid::new_v4().to_string(),
             uuid::Uuid::new_v4().to_string(),
         ));
+        if let Some(plan) = options.scenario.and_then(Scenario::faults) {
+            identity.add_faults(plan);
+        }
         let data = identity.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -164,7 +177,7 @@ impl Stack {
 
         // EasyAuth gate (HTTPS), configured from an authsettingsV2 file.
         let auth_settings_file = state_dir.join("app2-authsettingsV2.json");
-        let settings_doc = options.world.app2_auth_settings();
+        let settings_doc = initial.app2_auth_settings();
         std::fs::write(
             &auth_settings_file,
             serde_json::to_string_pretty(&settings_doc)?,
@@ -235,6 +248,7 @@ impl Stack {
             app2_url,
             auth_settings_file,
             seed_secret,
+            scenario: options.scenario,
             servers,
             azurite,
         })
@@ -292,6 +306,9 @@ impl Stack {
             "true".into(),
         ));
         env.push(("FLOW_SECRET_NAME".into(), self.seed_secret.clone()));
+        if let Some(scenario) = self.scenario {
+            env.extend(scenario.handler_env(&self.world.read().unwrap()));
+        }
         env
     }
 

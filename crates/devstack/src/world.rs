@@ -63,6 +63,9 @@ pub struct World {
     pub app2_allowed_audiences: Vec<String>,
     /// app2's EasyAuth `defaultAuthorizationPolicy.allowedApplications`.
     pub app2_allowed_applications: Vec<String>,
+    /// The client id of a user-assigned identity that exists in the tenant but is
+    /// not attached to app1 (the `user-assigned-missing` scenario selects it).
+    pub unattached_client_id: String,
     /// Token lifetime in seconds (Entra uses 60–90 minutes).
     pub token_lifetime_secs: i64,
 }
@@ -114,6 +117,7 @@ impl World {
             vault_role_assignments: vec![(app1_object, VaultRole::SecretsUser)],
             app2_allowed_audiences: vec![format!("api://{app2_client}")],
             app2_allowed_applications: vec![app1_client],
+            unattached_client_id: id(),
             token_lifetime_secs: 3600,
             subscription_id,
             resource_group,
