@@ -1,4 +1,5 @@
 //! Black-box tests of app1. One binary (faster to link), one module per area.
+mod app_files;
 mod binary;
 mod functions;
 mod helpers;

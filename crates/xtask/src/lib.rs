@@ -1,0 +1,267 @@
+//! `cargo xtask package`: build the Linux `handler` for the Functions host
+//! images, and write the zip `func azure functionapp publish` would upload.
+
+use anyhow::{Context, bail};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Functions host images for Linux are Debian bullseye: glibc 2.31.
+pub const GLIBC_TARGET: &str = "x86_64-unknown-linux-gnu.2.31";
+pub const MAX_GLIBC: (u32, u32) = (2, 31);
+/// Pinned tools, installed into `.devstack/tools` on first use.
+pub const ZIGLANG_VERSION: &str = "0.13.0.post1";
+pub const CARGO_ZIGBUILD_VERSION: &str = "0.24.1";
+
+/// Core Tools always leaves these out, whatever .funcignore says.
+const ALWAYS_EXCLUDED_DIRS: &[&str] = &[".git", ".vscode"];
+const ALWAYS_EXCLUDED_FILES: &[&str] = &[
+    ".funcignore",
+    ".gitignore",
+    "local.settings.json",
+    "project.lock.json",
+];
+
+/// `.funcignore` as a gitignore matcher (an absent file ignores nothing).
+pub fn funcignore(root: &Path) -> anyhow::Result<Gitignore> {
+    let mut builder = GitignoreBuilder::new(root);
+    let file = root.join(".funcignore");
+    if file.exists()
+        && let Some(e) = builder.add(&file)
+    {
+        return Err(e.into());
+    }
+    Ok(builder.build()?)
+}
+
+/// The files the publish zip holds, relative to `root`, `/`-separated, sorted.
+pub fn package_files(root: &Path) -> anyhow::Result<Vec<String>> {
+    let ignore = funcignore(root)?;
+    let mut out = vec![];
+    walk(root, root, &ignore, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, ignore: &Gitignore, out: &mut Vec<String>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type()?.is_dir();
+        if is_dir && dir == root && ALWAYS_EXCLUDED_DIRS.contains(&name.as_str()) {
+            continue;
+        }
+        if !is_dir && dir == root && ALWAYS_EXCLUDED_FILES.contains(&name.as_str()) {
+            continue;
+        }
+        if ignore
+            .matched_path_or_any_parents(&path, is_dir)
+            .is_ignore()
+        {
+            continue;
+        }
+        if is_dir {
+            walk(root, &path, ignore, out)?;
+        } else {
+            let rel = path
+                .strip_prefix(root)?
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// `customHandler.description.defaultExecutablePath`, as written.
+pub fn executable_name(root: &Path) -> anyhow::Result<String> {
+    let host: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("host.json"))?)?;
+    host["customHandler"]["description"]["defaultExecutablePath"]
+        .as_str()
+        .map(str::to_owned)
+        .context("host.json has no customHandler.description.defaultExecutablePath")
+}
+
+/// Writes the zip: the executable gets mode 0777, every other file 0666, as
+/// Core Tools writes them (a zip "made by Unix").
+pub fn write_zip(
+    root: &Path,
+    files: &[String],
+    executable: &str,
+    out: &Path,
+) -> anyhow::Result<u64> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(out)?);
+    for file in files {
+        let mode = if file == executable { 0o777 } else { 0o666 };
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
+        zip.start_file(file.as_str(), options)?;
+        zip.write_all(&std::fs::read(root.join(file))?)?;
+    }
+    zip.finish()?;
+    Ok(std::fs::metadata(out)?.len())
+}
+
+/// The highest `GLIBC_x.y` version a binary needs (from `.gnu.version_r`).
+pub fn max_glibc(binary: &Path) -> anyhow::Result<Option<(u32, u32)>> {
+    use object::read::elf::{ElfFile64, FileHeader};
+    let data = std::fs::read(binary)?;
+    let elf = ElfFile64::<object::Endianness>::parse(&*data)?;
+    let endian = elf.endian();
+    let sections = elf.elf_header().sections(endian, &*data)?;
+    let mut max: Option<(u32, u32)> = None;
+    if let Some((mut verneeds, link)) = sections.gnu_verneed(endian, &*data)? {
+        let strings = sections.strings(endian, &*data, link)?;
+        while let Some((_, mut auxs)) = verneeds.next()? {
+            while let Some(aux) = auxs.next()? {
+                let name = String::from_utf8_lossy(aux.name(endian, strings)?).into_owned();
+                if let Some(v) = name.strip_prefix("GLIBC_") {
+                    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+                    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+                    max = max.max(Some(version));
+                }
+            }
+        }
+    }
+    Ok(max)
+}
+
+/// Installs ziglang (PyPI) and cargo-zigbuild (crates.io) under
+/// `<root>/.devstack/tools` if needed; returns (zig dir, cargo-zigbuild path).
+pub fn ensure_tools(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let tools = root.join(".devstack/tools");
+    let zig_dir = tools.join(format!("ziglang-{ZIGLANG_VERSION}"));
+    let zig = zig_dir.join("ziglang/zig");
+    if !zig.exists() {
+        eprintln!(
+            "installing ziglang=={ZIGLANG_VERSION} from PyPI into {}",
+            zig_dir.display()
+        );
+        let ok = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&zig_dir)
+            .arg(format!("ziglang=={ZIGLANG_VERSION}"))
+            .status()
+            .context("python3 -m pip (Python 3 is needed to install zig)")?
+            .success();
+        if !ok || !zig.exists() {
+            bail!("could not install ziglang=={ZIGLANG_VERSION}");
+        }
+    }
+    let cargo_root = tools.join(format!("cargo-zigbuild-{CARGO_ZIGBUILD_VERSION}"));
+    let zigbuild = cargo_root.join("bin/cargo-zigbuild");
+    if !zigbuild.exists() {
+        eprintln!(
+            "installing cargo-zigbuild {CARGO_ZIGBUILD_VERSION} from crates.io into {}",
+            cargo_root.display()
+        );
+        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "install",
+                "cargo-zigbuild",
+                "--locked",
+                "--version",
+                CARGO_ZIGBUILD_VERSION,
+                "--root",
+            ])
+            .arg(&cargo_root)
+            .status()
+            .context("cargo install")?
+            .success();
+        if !ok {
+            bail!("could not install cargo-zigbuild {CARGO_ZIGBUILD_VERSION}");
+        }
+    }
+    Ok((zig.parent().unwrap().to_path_buf(), zigbuild))
+}
+
+/// Builds the release `handler` for glibc 2.31 with cargo-zigbuild, in its own
+/// target directory (so it can run while another cargo holds `target/`).
+pub fn build_handler(root: &Path) -> anyhow::Result<PathBuf> {
+    let (zig_dir, zigbuild) = ensure_tools(root)?;
+    let target_dir = root.join("target/package-build");
+    let path = format!(
+        "{}:{}",
+        zig_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    eprintln!("building handler for {GLIBC_TARGET} (cargo-zigbuild)");
+    let ok = Command::new(&zigbuild)
+        .args([
+            "zigbuild",
+            "--release",
+            "-p",
+            "handler",
+            "--bin",
+            "handler",
+            "--target",
+            GLIBC_TARGET,
+        ])
+        .current_dir(root)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .context("running cargo-zigbuild")?
+        .success();
+    if !ok {
+        bail!("cargo zigbuild failed");
+    }
+    Ok(target_dir.join("x86_64-unknown-linux-gnu/release/handler"))
+}
+
+/// What `package` produced.
+pub struct Package {
+    pub zip: PathBuf,
+    pub size: u64,
+    pub files: Vec<String>,
+    pub glibc: Option<(u32, u32)>,
+}
+
+/// Build, copy to `<root>/handler`, and write `target/package/function-app.zip`.
+pub fn package(root: &Path) -> anyhow::Result<Package> {
+    let built = build_handler(root)?;
+    let glibc = max_glibc(&built)?;
+    if let Some(v) = glibc
+        && v > MAX_GLIBC
+    {
+        bail!(
+            "the handler needs GLIBC_{}.{}, newer than the host images' 2.31",
+            v.0,
+            v.1
+        );
+    }
+    let executable = executable_name(root)?;
+    let dest = root.join(&executable);
+    std::fs::copy(&built, &dest)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let files = package_files(root)?;
+    if !files.contains(&executable) {
+        bail!("{executable} is not in the package: check .funcignore");
+    }
+    let zip = root.join("target/package/function-app.zip");
+    let size = write_zip(root, &files, &executable, &zip)?;
+    Ok(Package {
+        zip,
+        size,
+        files,
+        glibc,
+    })
+}

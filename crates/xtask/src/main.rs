@@ -1,0 +1,40 @@
+//! `cargo xtask package` (alias in .cargo/config.toml).
+
+use std::path::PathBuf;
+
+fn main() -> std::process::ExitCode {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    match std::env::args().nth(1).as_deref() {
+        Some("package") => match xtask::package(&root) {
+            Ok(p) => {
+                println!(
+                    "wrote {} ({} bytes, {:.1} MiB)",
+                    p.zip.display(),
+                    p.size,
+                    p.size as f64 / 1048576.0
+                );
+                if let Some((major, minor)) = p.glibc {
+                    println!("handler needs GLIBC_{major}.{minor} at most (host images have 2.31)");
+                }
+                println!("files:");
+                for f in &p.files {
+                    println!("  {f}");
+                }
+                println!(
+                    "next: func azure functionapp publish <app> --custom   (run from {})",
+                    root.display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask package: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo xtask package");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
