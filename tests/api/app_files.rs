@@ -118,22 +118,22 @@ fn every_function_json_validates_and_follows_host_rules() {
 fn sample_path(template: &str) -> String {
     template
         .split('/')
-        .filter_map(|seg| {
+        .map(|seg| {
             let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
-                return Some(seg.to_owned());
+                return seg.to_owned();
             };
             let name = inner
                 .trim_start_matches('*')
                 .split([':', '?', '='])
                 .next()
                 .unwrap();
-            Some(match name {
+            match name {
                 "version" => "0123456789abcdef0123456789abcdef".to_owned(),
                 "container" => "samples".to_owned(),
                 "name" => "sample-name".to_owned(),
                 "path" => "api/whoami".to_owned(),
                 other => other.to_owned(),
-            })
+            }
         })
         .collect::<Vec<_>>()
         .join("/")
