@@ -17,6 +17,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The app settings a deployment must set for the functions to reach Azure
+/// (infra/main.bicep sets each; devstack sets each locally; tests check both).
+pub const AZURE_APP_SETTINGS: &[&str] = &[
+    "KEYVAULT_URL",
+    "STORAGE_ACCOUNT_URL",
+    "AUDIT_CONTAINER",
+    "FLOW_SECRET_NAME",
+    "APP2_BASE_URL",
+    "APP2_RESOURCE",
+];
+
 /// Port used when the handler runs outside the Functions host.
 pub const DEV_DEFAULT_PORT: u16 = 3000;
 

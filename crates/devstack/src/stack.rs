@@ -306,6 +306,7 @@ impl Stack {
             "true".into(),
         ));
         env.push(("FLOW_SECRET_NAME".into(), self.seed_secret.clone()));
+        env.push(("AUDIT_CONTAINER".into(), "audit".into()));
         if let Some(scenario) = self.scenario {
             env.extend(scenario.handler_env(&self.world.read().unwrap()));
         }

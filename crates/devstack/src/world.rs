@@ -147,46 +147,36 @@ impl World {
             .collect()
     }
 
-    /// app2's authsettingsV2 document, as ARM returns it
-    /// (`Microsoft.Web/sites/<app2>/config/authsettingsV2`).
+    /// app2's authsettingsV2 document: the deployment's own template
+    /// (`infra/app2-authsettingsV2.json`, loaded by main.bicep too) with this
+    /// world's ids, and its allow-lists as this world has them (scenarios edit them).
     pub fn app2_auth_settings(&self) -> serde_json::Value {
-        serde_json::json!({
-            "properties": {
-                "platform": { "enabled": true, "runtimeVersion": "~1" },
-                "globalValidation": {
-                    "requireAuthentication": true,
-                    "unauthenticatedClientAction": "Return401",
-                    "redirectToProvider": "azureactivedirectory",
-                    "excludedPaths": ["/api/health"]
-                },
-                "httpSettings": {
-                    "requireHttps": true,
-                    "routes": { "apiPrefix": "/.auth" },
-                    "forwardProxy": { "convention": "NoProxy" }
-                },
-                "identityProviders": {
-                    "azureActiveDirectory": {
-                        "enabled": true,
-                        "registration": {
-                            "openIdIssuer": format!("https://login.microsoftonline.com/{}/v2.0", self.tenant_id),
-                            "clientId": self.app2.client_id,
-                            "clientSecretSettingName": "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET"
-                        },
-                        "login": { "loginParameters": [] },
-                        "validation": {
-                            "allowedAudiences": self.app2_allowed_audiences,
-                            "jwtClaimChecks": { "allowedGroups": [], "allowedClientApplications": [] },
-                            "defaultAuthorizationPolicy": {
-                                "allowedApplications": self.app2_allowed_applications,
-                                "allowedPrincipals": { "groups": [], "identities": [] }
-                            }
-                        }
-                    }
-                },
-                "login": { "tokenStore": { "enabled": true } }
-            }
-        })
+        let mut doc = app2_auth_settings_template(
+            &self.tenant_id,
+            &self.app2.client_id,
+            &self.app1.client_id,
+        );
+        let validation =
+            &mut doc["properties"]["identityProviders"]["azureActiveDirectory"]["validation"];
+        validation["allowedAudiences"] = serde_json::json!(self.app2_allowed_audiences);
+        validation["defaultAuthorizationPolicy"]["allowedApplications"] =
+            serde_json::json!(self.app2_allowed_applications);
+        doc
     }
+}
+
+/// The deployment's authsettingsV2 template with its placeholders filled in.
+pub fn app2_auth_settings_template(
+    tenant: &str,
+    app2_client_id: &str,
+    app1_client_id: &str,
+) -> serde_json::Value {
+    const TEMPLATE: &str = include_str!("../../../infra/app2-authsettingsV2.json");
+    let text = TEMPLATE
+        .replace("__TENANT_ID__", tenant)
+        .replace("__APP2_CLIENT_ID__", app2_client_id)
+        .replace("__APP1_CLIENT_ID__", app1_client_id);
+    serde_json::from_str(&text).expect("infra/app2-authsettingsV2.json is valid JSON")
 }
 
 impl Default for World {
