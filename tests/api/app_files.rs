@@ -12,7 +12,11 @@ fn root() -> PathBuf {
 
 fn schema(name: &str) -> jsonschema::Validator {
     let shared = root().join("../shared/schemas").join(name);
-    let path = if shared.exists() { shared } else { root().join("tests/schemas").join(name) };
+    let path = if shared.exists() {
+        shared
+    } else {
+        root().join("tests/schemas").join(name)
+    };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (the official schemas live in ../shared/schemas)",
