@@ -1,0 +1,216 @@
+//! Speed and memory figures for the handler (`cargo bench --bench handler`).
+//! Prints a table; asserts nothing about timings.
+
+use azure_core::credentials::Secret;
+use handler::Application;
+use handler::configuration::Settings;
+use handler::identity::{IdentitySource, ManagedIdentityProvider, RetryOptions};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn token_body() -> serde_json::Value {
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    json!({"access_token": "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln", "expires_on": exp.to_string(),
+           "resource": "r", "token_type": "Bearer"})
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6
+}
+
+type Make = Arc<dyn Fn() -> reqwest::RequestBuilder + Send + Sync>;
+
+/// `total` requests from `concurrency` tasks: (requests/s, p50 µs, p99 µs).
+async fn load(make: Make, total: usize, concurrency: usize) -> (f64, f64, f64) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let make = make.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(total / concurrency);
+                for _ in 0..total / concurrency {
+                    let t = Instant::now();
+                    let res = make().send().await.expect("request");
+                    assert!(res.status().is_success(), "{}", res.status());
+                    res.bytes().await.unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    (
+        all.len() as f64 / secs,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+    )
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    handler::http_client::install_crypto_provider();
+    let identity = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body()))
+        .mount(&identity)
+        .await;
+    let endpoint = format!("{}/msi/token", identity.uri());
+    println!(
+        "{:<52} {:>14} {:>10} {:>10}",
+        "benchmark", "throughput", "p50 µs", "p99 µs"
+    );
+
+    // 1. Token cache hits.
+    let provider = Arc::new(ManagedIdentityProvider::with_source(
+        IdentitySource::AppService {
+            endpoint: endpoint.parse().unwrap(),
+            header: Secret::from("h"),
+        },
+        None,
+        RetryOptions::app_service(),
+        Arc::new(handler::http_client::build()),
+    ));
+    provider
+        .token("https://vault.azure.net", None)
+        .await
+        .unwrap();
+    let n = 200_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        provider
+            .token("https://vault.azure.net", None)
+            .await
+            .unwrap();
+    }
+    let per = t.elapsed().as_secs_f64() / n as f64;
+    println!(
+        "{:<52} {:>10.2} M/s {:>10.3} {:>10}",
+        "token provider: cached token (one task)",
+        1e-6 / per,
+        per * 1e6,
+        "-"
+    );
+
+    // 2. Single-flight: 1000 concurrent callers of a cold key.
+    let before = identity.received_requests().await.unwrap().len();
+    let t = Instant::now();
+    let calls: Vec<_> = (0..1000)
+        .map(|_| {
+            let p = provider.clone();
+            tokio::spawn(async move { p.token("api://cold", None).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let made = identity.received_requests().await.unwrap().len() - before;
+    println!(
+        "{:<52} {:>14} {:>10.0} {:>10}",
+        format!("single-flight: 1000 cold callers → {made} request(s)"),
+        "-",
+        t.elapsed().as_secs_f64() * 1e6,
+        "-"
+    );
+
+    // 3. Through HTTP, in process (actix on loopback, 2 workers).
+    let env: HashMap<String, String> = HashMap::from([
+        ("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into()),
+        ("IDENTITY_ENDPOINT".into(), endpoint.clone()),
+        ("IDENTITY_HEADER".into(), "h".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ]);
+    let app = Application::build(Settings::from_sources(None, env).unwrap()).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let envelope = json!({"Data": {"req": {"Method": "GET", "Query": {"resource": "https://vault.azure.net"}, "Headers": {}, "Params": {}}}, "Metadata": {}});
+    let get = |path: &str| -> Make {
+        let (c, url) = (client.clone(), format!("{base}{path}"));
+        Arc::new(move || c.get(&url))
+    };
+    let payload: Make = {
+        let (c, url, e) = (client.clone(), format!("{base}/token"), envelope.clone());
+        Arc::new(move || c.post(&url).json(&e))
+    };
+    for (name, make) in [
+        ("GET / (readiness probe)", get("/")),
+        ("GET /api/health (forward mode)", get("/api/health")),
+        (
+            "GET /api/token?resource=… (cached token → claims)",
+            get("/api/token?resource=https://vault.azure.net"),
+        ),
+        ("POST /token envelope (payload mode)", payload),
+    ] {
+        load(make.clone(), 2_000, 16).await; // warm-up
+        let (rps, p50, p99) = load(make, 20_000, 16).await;
+        println!("{name:<52} {:>10.0} r/s {p50:>10.0} {p99:>10.0}", rps);
+    }
+
+    // 4. Memory of the real binary (release build) under the same load.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("IDENTITY_ENDPOINT", &endpoint)
+        .env("IDENTITY_HEADER", "h")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    while client.get(format!("{url}/")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (idle, _) = rss_kib(child.id());
+    let make: Make = {
+        let (c, u) = (
+            client.clone(),
+            format!("{url}/api/token?resource=https://vault.azure.net"),
+        );
+        Arc::new(move || c.get(&u))
+    };
+    let (rps, p50, p99) = load(make, 20_000, 16).await;
+    let (after, peak) = rss_kib(child.id());
+    println!(
+        "{:<52} {:>10.0} r/s {p50:>10.0} {p99:>10.0}",
+        "handler binary: GET /api/token (separate process)", rps
+    );
+    println!(
+        "handler binary memory: {:.1} MiB idle after start, {:.1} MiB after 20k requests, peak {:.1} MiB",
+        idle as f64 / 1024.0,
+        after as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
