@@ -192,6 +192,22 @@ pub fn ensure_tools(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// Builds the release `handler` for glibc 2.31 with cargo-zigbuild, in its own
 /// target directory (so it can run while another cargo holds `target/`).
 pub fn build_handler(root: &Path) -> anyhow::Result<PathBuf> {
+    build_linux(root, "handler")
+}
+
+/// `app2` for App Service Linux: the binary alone, zipped with mode 0777
+/// (its startup command is `./app2`).
+pub fn package_app2(root: &Path) -> anyhow::Result<(PathBuf, u64)> {
+    let built = build_linux(root, "app2")?;
+    let dir = root.join("target/package");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&built, dir.join("app2"))?;
+    let zip = dir.join("app2.zip");
+    let size = write_zip(&dir, &["app2".to_owned()], "app2", &zip)?;
+    Ok((zip, size))
+}
+
+fn build_linux(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     let (zig_dir, zigbuild) = ensure_tools(root)?;
     let target_dir = root.join("target/package-build");
     let path = format!(
@@ -199,15 +215,15 @@ pub fn build_handler(root: &Path) -> anyhow::Result<PathBuf> {
         zig_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    eprintln!("building handler for {GLIBC_TARGET} (cargo-zigbuild)");
+    eprintln!("building {package} for {GLIBC_TARGET} (cargo-zigbuild)");
     let ok = Command::new(&zigbuild)
         .args([
             "zigbuild",
             "--release",
             "-p",
-            "handler",
+            package,
             "--bin",
-            "handler",
+            package,
             "--target",
             GLIBC_TARGET,
         ])
@@ -220,7 +236,9 @@ pub fn build_handler(root: &Path) -> anyhow::Result<PathBuf> {
     if !ok {
         bail!("cargo zigbuild failed");
     }
-    Ok(target_dir.join("x86_64-unknown-linux-gnu/release/handler"))
+    Ok(target_dir
+        .join("x86_64-unknown-linux-gnu/release")
+        .join(package))
 }
 
 /// What `package` produced.

@@ -32,8 +32,22 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Some("package-app2") => match xtask::package_app2(&root) {
+            Ok((zip, size)) => {
+                println!("wrote {} ({size} bytes)", zip.display());
+                println!(
+                    "next: az webapp deploy -g <rg> -n <app2> --src-path {} --type zip",
+                    zip.display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("xtask package-app2: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask package");
+            eprintln!("usage: cargo xtask package | package-app2");
             std::process::ExitCode::from(2)
         }
     }
