@@ -1,6 +1,7 @@
 //! Upstream failures, named by stage and status, never carrying a secret.
 
 use crate::identity::IdentityError;
+pub use crate::identity::error_chain;
 use crate::problem::{Problem, Stage};
 use actix_web::http::StatusCode;
 use azure_core::error::ErrorKind;
@@ -147,20 +148,6 @@ fn inner_code(body: &str) -> Option<String> {
         .as_str()
         .or_else(|| json["error"]["code"].as_str())
         .map(str::to_owned)
-}
-
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub use error::{IdentityError, TROUBLESHOOTING};
 pub use expires_on::parse_expires_on;
 pub use provider::{
     IdentityConfig, IdentityDescription, ManagedIdentityProvider, ProvidedToken, SelectedIdentity,
-    SourceMode, scope_to_resource,
+    SourceMode, error_chain, scope_to_resource,
 };
 pub use retry::RetryOptions;
 pub use source::{IMDS_TOKEN_URL, IdentitySource, SourceKind};

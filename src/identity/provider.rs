@@ -324,7 +324,8 @@ async fn fetch_developer(
         .map_err(|e| IdentityError::Developer(error_chain(&e)))
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its causes on one line (SDK errors hide the cause in `Display`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

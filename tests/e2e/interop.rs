@@ -6,39 +6,7 @@ use reqwest::Method;
 use std::process::Command;
 
 fn python() -> std::path::PathBuf {
-    let venv = root().join(".devstack/venv/bin/python");
-    if !venv.exists() {
-        let requirements = root().join("crates/devstack/conformance/requirements.txt");
-        assert!(
-            Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(root().join(".devstack/venv"))
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(
-            Command::new(&venv)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r"
-                ])
-                .arg(&requirements)
-                .status()
-                .unwrap()
-                .success()
-        );
-        std::fs::write(
-            root().join(".devstack/venv/requirements.installed"),
-            std::fs::read_to_string(requirements).unwrap(),
-        )
-        .unwrap();
-    }
-    venv
+    devstack::conformance::python(&root())
 }
 
 #[tokio::test]

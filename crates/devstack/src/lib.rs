@@ -17,6 +17,7 @@
 //! None of this ships in `handler`: it is test and development infrastructure.
 
 pub mod azurite;
+pub mod conformance;
 pub mod easyauth;
 pub mod host;
 pub mod identity_endpoint;

@@ -5,42 +5,9 @@
 
 use crate::helpers::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn venv_python() -> PathBuf {
-    let root = workspace_root();
-    let venv = root.join(".devstack/venv");
-    let python = venv.join("bin/python");
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    let marker = venv.join("requirements.installed");
-    if python.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str())
-    {
-        return python;
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 is needed for the conformance test")
-        .success();
-    assert!(ok, "python3 -m venv failed");
-    let ok = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "pip install of the official clients failed");
-    std::fs::write(marker, wanted).unwrap();
-    python
+    devstack::conformance::python(&workspace_root())
 }
 
 #[tokio::test]
