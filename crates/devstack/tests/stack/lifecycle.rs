@@ -125,3 +125,95 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `devstack up` with the host stand-in (the default): FUNCTIONS_BASE_URL
+/// serves the app, and SIGTERM stops the handler too. The app is a minimal one
+/// run by the scripted handler from the host tests.
+#[tokio::test]
+async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
+    let dir = temp_dir("up-host");
+    let app = dir.join("app");
+    std::fs::create_dir_all(app.join("echo")).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host/fake_handler.py"),
+        app.join("fake_handler.py"),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("host.json"),
+        r#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"python3","arguments":["fake_handler.py"]},"enableForwardingHttpRequest":true},"extensions":{"http":{"routePrefix":"api"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("echo/function.json"),
+        r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"function","route":"echo/{*rest}"},{"type":"http","direction":"out","name":"res"}]}"#,
+    )
+    .unwrap();
+    let env_file = dir.join("env");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["up", "--no-azurite", "--host-port", "0", "--env-file"])
+        .arg(&env_file)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--app-root")
+        .arg(&app)
+        .env("FAKE_STARTS", dir.join("starts.txt"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env_file.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "devstack exited early");
+        assert!(Instant::now() < deadline, "no env file within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    let base = text
+        .lines()
+        .find_map(|l| l.strip_prefix("FUNCTIONS_BASE_URL="))
+        .expect("FUNCTIONS_BASE_URL is in the env file")
+        .to_owned();
+    let echo: serde_json::Value = http()
+        .get(format!("{base}/api/echo/hi"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["path"], "/api/echo/hi");
+    // The handler was started by the host, with the host's environment.
+    assert!(
+        echo["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty())
+    );
+    assert_eq!(echo["env"]["AZURE_FUNCTIONS_ENVIRONMENT"], "Development");
+
+    let kids = children_of(child.id());
+    assert!(!kids.is_empty(), "the handler runs as a child process");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "devstack did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kids.iter().any(|k| alive(*k)) {
+        assert!(
+            Instant::now() < deadline,
+            "the handler outlived devstack: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
