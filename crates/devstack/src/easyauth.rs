@@ -102,6 +102,11 @@ fn is_platform_header(name: &str) -> bool {
     n.starts_with("x-ms-client-principal") || n.starts_with("x-ms-token-")
 }
 
+/// Every path goes through the gate.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.default_service(web::to(gate));
+}
+
 pub async fn gate(req: HttpRequest, body: web::Bytes, state: web::Data<GateState>) -> HttpResponse {
     let config = state.config.read().unwrap().clone();
     let path = req.path().to_owned();

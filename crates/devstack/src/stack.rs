@@ -91,6 +91,26 @@ pub struct Stack {
     azurite: Option<Azurite>,
 }
 
+/// Runs one stand-in on its own 2-worker server, over TLS when given a config.
+fn serve<D: Send + Sync + 'static>(
+    data: web::Data<D>,
+    configure: fn(&mut web::ServiceConfig),
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+) -> anyhow::Result<ServerHandle> {
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+        .workers(2)
+        .disable_signals();
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
 fn bind(port: u16) -> anyhow::Result<(TcpListener, u16)> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -127,18 +147,12 @@ impl Stack {
         if let Some(plan) = options.scenario.and_then(Scenario::faults) {
             identity.add_faults(plan);
         }
-        let data = identity.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .configure(identity_endpoint::configure)
-        })
-        .workers(2)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        servers.push(server.handle());
-        tokio::spawn(server);
+        servers.push(serve(
+            identity.clone(),
+            identity_endpoint::configure,
+            listener,
+            None,
+        )?);
 
         let validator = Arc::new(TokenValidator::new(identity_url.clone(), tenant));
 
@@ -154,17 +168,12 @@ impl Stack {
         let seed_secret = seed.first().map(|s| s.name.clone()).unwrap_or_default();
         let vault = web::Data::new(VaultState::new(world.clone(), validator.clone(), &seed));
         let (listener, vault_port) = bind(options.ports.keyvault)?;
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(vault.clone())
-                .configure(keyvault::configure)
-        })
-        .workers(2)
-        .disable_signals()
-        .listen_rustls_0_23(listener, tls.server_config()?)?
-        .run();
-        servers.push(server.handle());
-        tokio::spawn(server);
+        servers.push(serve(
+            vault,
+            keyvault::configure,
+            listener,
+            Some(tls.server_config()?),
+        )?);
 
         // app2, reachable only through the gate.
         let app2 = app2::Application::build(app2::Settings {
@@ -193,19 +202,13 @@ impl Stack {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         });
-        let data = gate.clone();
         let (listener, gate_port) = bind(options.ports.gate)?;
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(crate::easyauth::gate))
-        })
-        .workers(2)
-        .disable_signals()
-        .listen_rustls_0_23(listener, tls.server_config()?)?
-        .run();
-        servers.push(server.handle());
-        tokio::spawn(server);
+        servers.push(serve(
+            gate.clone(),
+            crate::easyauth::configure,
+            listener,
+            Some(tls.server_config()?),
+        )?);
 
         // Azurite (HTTPS, OAuth).
         let azurite = if options.azurite {
