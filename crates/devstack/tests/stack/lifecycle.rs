@@ -37,6 +37,40 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// SIGTERMs devstack and waits for it and all its children to be gone.
+async fn terminate_and_reap(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let kids = children_of(child.id());
+    assert!(
+        !kids.is_empty(),
+        "devstack runs its children as child processes"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "devstack did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kids.iter().any(|k| alive(*k)) {
+        assert!(
+            Instant::now() < deadline,
+            "child processes outlived devstack: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    status
+}
+
 #[tokio::test]
 async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
     let dir = temp_dir("up");
@@ -94,36 +128,10 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
     assert!(env["STORAGE_ACCOUNT_URL"].ends_with("/devstoreaccount1"));
     assert!(std::path::Path::new(&env["DEVSTACK_CA_CERT"]).exists());
 
-    let kids = children_of(child.id());
-    assert!(!kids.is_empty(), "Azurite runs as a child process");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "devstack did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Azurite is the child here.
+    let status = terminate_and_reap(&mut child).await;
     assert!(status.success(), "{status}");
     assert!(!env_file.exists(), "the env file is removed on stop");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while kids.iter().any(|k| alive(*k)) {
-        assert!(
-            Instant::now() < deadline,
-            "child processes outlived devstack: {kids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `devstack up` with the host stand-in (the default): FUNCTIONS_BASE_URL
@@ -191,29 +199,7 @@ async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
     );
     assert_eq!(echo["env"]["AZURE_FUNCTIONS_ENVIRONMENT"], "Development");
 
-    let kids = children_of(child.id());
-    assert!(!kids.is_empty(), "the handler runs as a child process");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "devstack did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while kids.iter().any(|k| alive(*k)) {
-        assert!(
-            Instant::now() < deadline,
-            "the handler outlived devstack: {kids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The handler is the child here.
+    let status = terminate_and_reap(&mut child).await;
+    assert!(status.success(), "{status}");
 }
