@@ -39,12 +39,19 @@ pub struct ConsoleLine {
 
 pub struct Worker {
     status: watch::Receiver<Status>,
-    console: Arc<Mutex<Vec<ConsoleLine>>>,
-    restart: Arc<Notify>,
-    shutdown: Arc<AtomicBool>,
-    shutdown_notify: Arc<Notify>,
-    starts: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    shared: Arc<Shared>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What the worker and its supervisor task both see.
+#[derive(Default)]
+struct Shared {
+    console: Mutex<Vec<ConsoleLine>>,
+    /// The environment of each start, for tests.
+    starts: Mutex<Vec<BTreeMap<String, String>>>,
+    restart: Notify,
+    shutdown: AtomicBool,
+    shutdown_notify: Notify,
 }
 
 /// What the worker needs to start the handler.
@@ -125,27 +132,11 @@ impl LaunchSpec {
 impl Worker {
     pub fn start(spec: LaunchSpec) -> Self {
         let (tx, rx) = watch::channel(Status::Starting);
-        let console = Arc::new(Mutex::new(vec![]));
-        let restart = Arc::new(Notify::new());
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let shutdown_notify = Arc::new(Notify::new());
-        let starts = Arc::new(Mutex::new(vec![]));
-        let supervisor = tokio::spawn(supervise(
-            spec,
-            tx,
-            console.clone(),
-            restart.clone(),
-            shutdown.clone(),
-            shutdown_notify.clone(),
-            starts.clone(),
-        ));
+        let shared = Arc::new(Shared::default());
+        let supervisor = tokio::spawn(supervise(spec, tx, shared.clone()));
         Self {
             status: rx,
-            console,
-            restart,
-            shutdown,
-            shutdown_notify,
-            starts,
+            shared,
             supervisor: Mutex::new(Some(supervisor)),
         }
     }
@@ -174,22 +165,22 @@ impl Worker {
 
     /// Kills and restarts the handler (the host does this after a function timeout).
     pub fn restart(&self) {
-        self.restart.notify_one();
+        self.shared.restart.notify_one();
     }
 
     pub fn console(&self) -> Vec<ConsoleLine> {
-        self.console.lock().unwrap().clone()
+        self.shared.console.lock().unwrap().clone()
     }
 
     /// The environment of each start so far (tests check the injected variables).
     pub fn starts(&self) -> Vec<BTreeMap<String, String>> {
-        self.starts.lock().unwrap().clone()
+        self.shared.starts.lock().unwrap().clone()
     }
 
     /// Stops the handler (the host kills it; there is no graceful signal).
     pub async fn stop(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        self.shutdown_notify.notify_one();
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.shutdown_notify.notify_one();
         let handle = self.supervisor.lock().unwrap().take();
         if let Some(handle) = handle {
             let _ = handle.await;
@@ -197,16 +188,7 @@ impl Worker {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn supervise(
-    spec: LaunchSpec,
-    status: watch::Sender<Status>,
-    console: Arc<Mutex<Vec<ConsoleLine>>>,
-    restart: Arc<Notify>,
-    shutdown: Arc<AtomicBool>,
-    shutdown_notify: Arc<Notify>,
-    starts: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
-) {
+async fn supervise(spec: LaunchSpec, status: watch::Sender<Status>, shared: Arc<Shared>) {
     let mut errors: Vec<Instant> = vec![];
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -221,7 +203,7 @@ async fn supervise(
             worker_id.clone(),
         );
         env.insert("FUNCTIONS_HTTPWORKER_ID".into(), worker_id);
-        starts.lock().unwrap().push(env.clone());
+        shared.starts.lock().unwrap().push(env.clone());
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
@@ -242,7 +224,7 @@ async fn supervise(
                 return;
             }
         };
-        pipe_console(&mut child, console.clone());
+        pipe_console(&mut child, shared.clone());
 
         // Readiness: any HTTP answer on GET / (404 included) within the timeout.
         let deadline = Instant::now() + spec.init_timeout;
@@ -261,20 +243,21 @@ async fn supervise(
             let _ = status.send(Status::Ready { port: spec.port });
             tokio::select! {
                 _ = child.wait() => {}
-                _ = restart.notified() => { intentional = true; let _ = child.kill().await; }
-                _ = shutdown_notify.notified() => {}
+                _ = shared.restart.notified() => { intentional = true; let _ = child.kill().await; }
+                _ = shared.shutdown_notify.notified() => {}
             }
         } else if child.try_wait().ok().flatten().is_none() {
             tracing::error!("Initializing HttpWorker timed out.");
             let _ = child.kill().await;
         }
-        if shutdown.load(Ordering::SeqCst) {
+        if shared.shutdown.load(Ordering::SeqCst) {
             let _ = child.kill().await;
             let _ = status.send(Status::Stopped("host stopped".into()));
             return;
         }
         let code = child.wait().await.ok().and_then(|s| s.code());
-        let last_stderr: Vec<String> = console
+        let last_stderr: Vec<String> = shared
+            .console
             .lock()
             .unwrap()
             .iter()
@@ -317,14 +300,14 @@ async fn supervise(
 }
 
 /// stdout → Information; stderr → Warning if it mentions "warn", else Error.
-fn pipe_console(child: &mut Child, console: Arc<Mutex<Vec<ConsoleLine>>>) {
+fn pipe_console(child: &mut Child, shared: Arc<Shared>) {
     if let Some(out) = child.stdout.take() {
-        let console = console.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("[handler] {line}");
-                console.lock().unwrap().push(ConsoleLine {
+                shared.console.lock().unwrap().push(ConsoleLine {
                     level: "Information",
                     text: line,
                 });
@@ -341,7 +324,8 @@ fn pipe_console(child: &mut Child, console: Arc<Mutex<Vec<ConsoleLine>>>) {
                     "Error"
                 };
                 eprintln!("[handler:{level}] {line}");
-                console
+                shared
+                    .console
                     .lock()
                     .unwrap()
                     .push(ConsoleLine { level, text: line });
