@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 
+/// The resource the blob client requests tokens for.
+pub const RESOURCE: &str = "https://storage.azure.com";
+
 /// Azure's container rule: 3–63 of `a-z 0-9 -`, starting with a letter or
 /// digit, no `--`, not ending in `-`.
 pub fn validate_container(name: &str) -> Result<(), Problem> {

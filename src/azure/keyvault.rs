@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 
+/// The resource Key Vault tokens are issued for.
+pub const RESOURCE: &str = "https://vault.azure.net";
+
 /// A secret as read, with its value kept in a redacting `Secret`.
 #[derive(Debug)]
 pub struct FetchedSecret {

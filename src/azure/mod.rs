@@ -14,6 +14,7 @@ use crate::problem::{Problem, Stage};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The clients, each either ready or the problem that explains why not.
 pub struct AzureClients {
@@ -33,45 +34,6 @@ impl AzureClients {
         http: reqwest::Client,
     ) -> Self {
         let credential: Arc<dyn TokenCredential> = identity.clone();
-        let http_for_self = http.clone();
-        let options = client_options(settings, http.clone());
-        let invalid = |stage, setting: &str, e: azure_core::Error| {
-            Problem::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "not-configured",
-                format!("{setting} is invalid: {e}"),
-            )
-            .stage(stage)
-        };
-        let secrets = match &settings.keyvault_url {
-            None => Err(Problem::not_configured(
-                Stage::Keyvault,
-                "KEYVAULT_URL",
-                "Key Vault",
-            )),
-            Some(url) => keyvault::SecretsService::new(
-                url,
-                credential.clone(),
-                options.clone(),
-                settings.verify_challenge_resource,
-                settings.secret_cache_ttl,
-            )
-            .map_err(|e| invalid(Stage::Keyvault, "KEYVAULT_URL", e)),
-        };
-        let blobs = match &settings.storage_account_url {
-            None => Err(Problem::not_configured(
-                Stage::Storage,
-                "STORAGE_ACCOUNT_URL",
-                "Blob Storage",
-            )),
-            Some(url) => blobs::BlobStore::new(
-                url,
-                credential.clone(),
-                options.clone(),
-                settings.storage_api_version.clone(),
-            )
-            .map_err(|e| invalid(Stage::Storage, "STORAGE_ACCOUNT_URL", e)),
-        };
         let app2 = match (&settings.app2_base_url, &settings.app2_resource) {
             (None, _) => Err(Problem::not_configured(
                 Stage::App2,
@@ -86,56 +48,93 @@ impl AzureClients {
             (Some(base), Some(resource)) => Ok(app2::App2Client::new(
                 base.clone(),
                 resource.clone(),
-                http,
+                http.clone(),
                 identity.clone(),
             )),
         };
         Self {
-            secrets,
-            blobs,
+            secrets: secrets_client(
+                settings,
+                credential.clone(),
+                &http,
+                settings.secret_cache_ttl,
+            ),
+            blobs: blob_client(settings, credential, &http),
             app2,
             settings: settings.clone(),
             identity,
-            http: http_for_self,
+            http,
         }
     }
 
-    /// A Key Vault client acting as `identity` (for `?check=` with a selector).
+    /// A Key Vault client acting as `identity`, uncached (for `?check=`).
     pub fn secrets_as(
         &self,
         identity: Option<UserAssignedId>,
     ) -> Result<keyvault::SecretsService, Problem> {
-        let url =
-            self.settings.keyvault_url.as_deref().ok_or_else(|| {
-                Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault")
-            })?;
-        keyvault::SecretsService::new(
-            url,
+        secrets_client(
+            &self.settings,
             self.identity.as_identity(identity),
-            client_options(&self.settings, self.http.clone()),
-            self.settings.verify_challenge_resource,
-            std::time::Duration::ZERO,
+            &self.http,
+            Duration::ZERO,
         )
-        .map_err(|e| Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", &e.to_string()))
     }
 
-    /// A blob client acting as `identity`.
+    /// A blob client acting as `identity` (for `?check=`).
     pub fn blobs_as(&self, identity: Option<UserAssignedId>) -> Result<blobs::BlobStore, Problem> {
-        let url = self
-            .settings
-            .storage_account_url
-            .as_deref()
-            .ok_or_else(|| {
-                Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage")
-            })?;
-        blobs::BlobStore::new(
-            url,
+        blob_client(
+            &self.settings,
             self.identity.as_identity(identity),
-            client_options(&self.settings, self.http.clone()),
-            self.settings.storage_api_version.clone(),
+            &self.http,
         )
-        .map_err(|e| Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", &e.to_string()))
     }
+}
+
+/// 503 for a set but unusable URL setting.
+fn invalid(stage: Stage, setting: &str, e: azure_core::Error) -> Problem {
+    Problem::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "not-configured",
+        format!("{setting} is invalid: {e}"),
+    )
+    .stage(stage)
+}
+
+fn secrets_client(
+    settings: &AzureSettings,
+    credential: Arc<dyn TokenCredential>,
+    http: &reqwest::Client,
+    ttl: Duration,
+) -> Result<keyvault::SecretsService, Problem> {
+    let url = settings
+        .keyvault_url
+        .as_deref()
+        .ok_or_else(|| Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault"))?;
+    keyvault::SecretsService::new(
+        url,
+        credential,
+        client_options(settings, http.clone()),
+        settings.verify_challenge_resource,
+        ttl,
+    )
+    .map_err(|e| invalid(Stage::Keyvault, "KEYVAULT_URL", e))
+}
+
+fn blob_client(
+    settings: &AzureSettings,
+    credential: Arc<dyn TokenCredential>,
+    http: &reqwest::Client,
+) -> Result<blobs::BlobStore, Problem> {
+    let url = settings.storage_account_url.as_deref().ok_or_else(|| {
+        Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage")
+    })?;
+    blobs::BlobStore::new(
+        url,
+        credential,
+        client_options(settings, http.clone()),
+        settings.storage_api_version.clone(),
+    )
+    .map_err(|e| invalid(Stage::Storage, "STORAGE_ACCOUNT_URL", e))
 }
 
 /// Explicit retries and timeouts: the SDK's defaults take ~82 s to give up on

@@ -9,8 +9,8 @@ use serde_json::Value;
 /// The resource whose token a stage's upstream received.
 fn resource_of(stage: Stage, state: &AppState) -> Option<String> {
     match stage {
-        Stage::Keyvault => Some("https://vault.azure.net".into()),
-        Stage::Storage => Some("https://storage.azure.com".into()),
+        Stage::Keyvault => Some(crate::azure::keyvault::RESOURCE.into()),
+        Stage::Storage => Some(crate::azure::blobs::RESOURCE.into()),
         Stage::App2 => state.settings.app2_resource.clone(),
         Stage::Identity | Stage::Request => None,
     }
@@ -71,13 +71,7 @@ pub async fn attach(problem: &mut Problem, state: &AppState, identity: Option<&U
         .unwrap_or(Value::Null);
     let text = |k: &str| upstream.get(k).and_then(Value::as_str).map(str::to_owned);
     let per_request = identity.is_some();
-    let default_identity = state.identity.describe(None);
-    let effective = identity.cloned().or_else(|| {
-        default_identity
-            .id
-            .as_ref()
-            .and_then(|id| UserAssignedId::parse(default_identity.selector, id).ok())
-    });
+    let effective = identity.or(state.identity.default_identity());
     // The token the upstream received: the provider's cached one for that resource.
     let claims = match resource_of(stage, state) {
         Some(resource) => match state.identity.token(&resource, identity).await {
@@ -96,7 +90,7 @@ pub async fn attach(problem: &mut Problem, state: &AppState, identity: Option<&U
         required_role: text("required_role"),
         claims,
         identity: state.identity.describe(identity),
-        selector_setting: selector_setting(effective.as_ref(), per_request),
+        selector_setting: selector_setting(effective, per_request),
         target: Target {
             vault: state.settings.keyvault_url.as_deref().and_then(first_label),
             storage_account: state

@@ -9,7 +9,7 @@
 //! claims that mattered, and app2's view of the caller. A failed step stops the
 //! flow; the reply is then a 502 problem carrying the same step report.
 
-use crate::identity::claims::decode_claims;
+use crate::identity::claims::{decode_claims, pick};
 use crate::problem::{Problem, Stage};
 use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
@@ -18,28 +18,25 @@ use serde_json::{Map, Value, json};
 use std::time::Instant;
 use time::format_description::well_known::Rfc3339;
 
-const KEYVAULT_RESOURCE: &str = "https://vault.azure.net";
+use crate::azure::keyvault::RESOURCE as KEYVAULT_RESOURCE;
 
 /// The claims worth showing for authorization questions.
-fn key_claims(claims: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    for k in [
-        "aud",
-        "iss",
-        "appid",
-        "azp",
-        "oid",
-        "tid",
-        "roles",
-        "xms_mirid",
-        "ver",
-        "exp",
-    ] {
-        if let Some(v) = claims.get(k) {
-            out.insert(k.into(), v.clone());
-        }
-    }
-    Value::Object(out)
+fn key_claims(claims: &Map<String, Value>) -> Map<String, Value> {
+    pick(
+        claims,
+        &[
+            "aud",
+            "iss",
+            "appid",
+            "azp",
+            "oid",
+            "tid",
+            "roles",
+            "xms_mirid",
+            "ver",
+            "exp",
+        ],
+    )
 }
 
 struct Report {
@@ -47,24 +44,27 @@ struct Report {
 }
 
 impl Report {
-    /// Records a step; a failure is diagnosed first, so the report explains it.
-    async fn record(
+    /// Runs one step: times it, diagnoses a failure (outside the timing), and
+    /// records it, so the report explains what went wrong.
+    async fn step(
         &mut self,
         state: &AppState,
         name: &str,
-        started: Instant,
-        result: &mut Result<Value, Problem>,
-    ) {
-        if let Err(problem) = result {
+        work: impl std::future::Future<Output = Result<Value, Problem>>,
+    ) -> Result<Value, Problem> {
+        let started = Instant::now();
+        let mut result = work.await;
+        let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+        if let Err(problem) = &mut result {
             crate::diagnosis::attach(problem, state, None).await;
         }
-        let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
-        let (ok, detail) = match result {
+        let (ok, detail) = match &result {
             Ok(detail) => (true, detail.clone()),
             Err(p) => (false, serde_json::to_value(p).unwrap_or_default()),
         };
         self.steps
             .push(json!({ "name": name, "ok": ok, "duration_ms": duration_ms, "detail": detail }));
+        result
     }
 }
 
@@ -91,20 +91,9 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
 }
 
 async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Result<(), Problem> {
-    // 1. Key Vault
-    let started = Instant::now();
-    let mut result = keyvault_step(state).await;
-    report.record(state, "keyvault", started, &mut result).await;
-    let secret_detail = result?;
+    let secret_detail = report.step(state, "keyvault", keyvault_step(state)).await?;
+    let app2_detail = report.step(state, "app2", app2_step(state)).await?;
 
-    // 2. app2
-    let started = Instant::now();
-    let mut result = app2_step(state).await;
-    report.record(state, "app2", started, &mut result).await;
-    let app2_detail = result?;
-
-    // 3. audit write
-    let started = Instant::now();
     let record = json!({
         "id": uuid_like(),
         "at": time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
@@ -118,26 +107,21 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
         "app2": { "status": app2_detail["app2_status"], "caller": app2_detail["app2_view"] },
     });
     let bytes = bytes::Bytes::from(serde_json::to_vec_pretty(&record).expect("serializable"));
-    let container = state.settings.audit_container.clone();
+    let container = state.settings.audit_container.as_str();
     let blob = format!("flow/{}.json", record["id"].as_str().unwrap_or("record"));
-    let mut result = async {
+
+    let write = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
         store
-            .put(&container, &blob, "application/json", bytes.clone())
+            .put(container, &blob, "application/json", bytes.clone())
             .await?;
         Ok(json!({ "container": container, "blob": blob, "bytes": bytes.len() }))
-    }
-    .await;
-    report
-        .record(state, "audit-write", started, &mut result)
-        .await;
-    result?;
+    };
+    report.step(state, "audit-write", write).await?;
 
-    // 4. audit read-back
-    let started = Instant::now();
-    let mut result = async {
+    let read = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
-        let (back, content_type) = store.get(&container, &blob).await?;
+        let (back, content_type) = store.get(container, &blob).await?;
         if back != bytes {
             return Err(Problem::new(
                 actix_web::http::StatusCode::BAD_GATEWAY,
@@ -146,13 +130,11 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
             )
             .stage(Stage::Storage));
         }
-        Ok(json!({ "container": container, "blob": blob, "bytes": back.len(), "content_type": content_type, "matches": true }))
-    }
-    .await;
-    report
-        .record(state, "audit-read", started, &mut result)
-        .await;
-    result.map(|_| ())
+        Ok(
+            json!({ "container": container, "blob": blob, "bytes": back.len(), "content_type": content_type, "matches": true }),
+        )
+    };
+    report.step(state, "audit-read", read).await.map(|_| ())
 }
 
 async fn keyvault_step(state: &AppState) -> Result<Value, Problem> {

@@ -3,7 +3,8 @@
 //! The safe version of "paste the token into jwt.ms": the response has the
 //! decoded claims but never the token or its signature.
 
-use crate::identity::{UserAssignedId, claims::decode_claims, scope_to_resource};
+use crate::identity::claims::{decode_claims, pick};
+use crate::identity::{UserAssignedId, scope_to_resource};
 use crate::problem::Problem;
 use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
@@ -98,7 +99,7 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         "keyvault" => {
             let client = state.azure.secrets_as(identity.clone())?;
             (
-                "https://vault.azure.net".to_owned(),
+                crate::azure::keyvault::RESOURCE.to_owned(),
                 settings.keyvault_url.clone(),
                 client.probe(&settings.flow_secret_name).await,
             )
@@ -106,7 +107,7 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         "storage" => {
             let store = state.azure.blobs_as(identity.clone())?;
             (
-                "https://storage.azure.com".to_owned(),
+                crate::azure::blobs::RESOURCE.to_owned(),
                 settings.storage_account_url.clone(),
                 store.probe(&settings.audit_container).await,
             )
@@ -136,17 +137,12 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
     }
     let provided = state.identity.token(&resource, identity.as_ref()).await?;
     let claims = decode_claims(provided.token.token.secret()).unwrap_or_default();
-    let pick = |keys: &[&str]| -> serde_json::Map<String, serde_json::Value> {
-        keys.iter()
-            .filter_map(|k| claims.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-            .collect()
-    };
     Ok(Reply::ok_json(&json!({
         "check": target,
         "ok": true,
         "target": target_url,
         "identity": provided.identity,
-        "principal": pick(&["oid", "appid", "azp", "tid", "xms_mirid"]),
-        "token": pick(&["aud", "iss", "roles", "exp", "ver"]),
+        "principal": pick(&claims, &["oid", "appid", "azp", "tid", "xms_mirid"]),
+        "token": pick(&claims, &["aud", "iss", "roles", "exp", "ver"]),
     })))
 }

@@ -24,6 +24,14 @@ pub fn decode_claims(token: &str) -> Option<Map<String, Value>> {
     }
 }
 
+/// The named claims that are present, in the order given.
+pub fn pick(claims: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
+    names
+        .iter()
+        .filter_map(|n| claims.get(*n).map(|v| ((*n).to_owned(), v.clone())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,6 +191,11 @@ impl ManagedIdentityProvider {
         IdentityDescription::new(source, identity)
     }
 
+    /// The user-assigned identity used when a caller names none.
+    pub fn default_identity(&self) -> Option<&UserAssignedId> {
+        self.default_identity.as_ref()
+    }
+
     /// The source kind, when configured.
     pub fn source_kind(&self) -> Option<SourceKind> {
         self.source.as_ref().ok().map(IdentitySource::kind)
