@@ -1,6 +1,7 @@
 //! End to end: the real `handler` binary, started by the Functions host
 //! stand-in (forward and invocation-payload mode), against devstack's identity
 //! endpoint, Key Vault, EasyAuth gate + app2, and Azurite.
+mod demo;
 mod functions;
 mod helpers;
 mod interop;

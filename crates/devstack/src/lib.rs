@@ -13,11 +13,13 @@
 //! | [`stack`] | starts and stops all of it, writes the env file |
 //! | [`scenario`] | the classic failures, one at a time |
 //! | [`host`] | the Functions host stand-in |
+//! | [`demo`] | `devstack demo`: the flow once, in a world of its own |
 //!
 //! None of this ships in `handler`: it is test and development infrastructure.
 
 pub mod azurite;
 pub mod conformance;
+pub mod demo;
 pub mod easyauth;
 pub mod host;
 pub mod identity_endpoint;

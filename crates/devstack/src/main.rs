@@ -9,11 +9,11 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use devstack::host::{FunctionsHost, HostMode, HostOptions};
+use devstack::demo::{AppSpec, start_host};
+use devstack::host::HostMode;
 use devstack::stack::{Ports, Stack, StackOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -113,7 +113,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn start_stack(args: &StackArgs) -> anyhow::Result<Stack> {
+fn stack_options(args: &StackArgs) -> StackOptions {
     let mut options = StackOptions::new(&args.state_dir);
     options.azurite = !args.no_azurite;
     options.seed_file = args.secrets.clone();
@@ -122,14 +122,11 @@ async fn start_stack(args: &StackArgs) -> anyhow::Result<Stack> {
     if args.fixed_ports {
         options.ports = Ports::fixed();
     }
-    Stack::start(options).await
+    options
 }
 
-async fn start_host(
-    args: &StackArgs,
-    stack: &Stack,
-    host_port: u16,
-) -> anyhow::Result<FunctionsHost> {
+/// The app and handler from the command line (the handler defaults to `cargo build` output).
+fn app_spec(args: &StackArgs, port: u16) -> anyhow::Result<AppSpec> {
     let executable = match &args.handler {
         Some(p) => Some(p.clone()),
         None => {
@@ -137,30 +134,22 @@ async fn start_host(
             built.exists().then(|| built.canonicalize()).transpose()?
         }
     };
-    let host = FunctionsHost::start(HostOptions {
+    Ok(AppSpec {
         app_root: args.app_root.clone(),
-        port: host_port,
+        executable,
         mode: args.host_mode.unwrap_or(HostMode::FromHostJson),
         enforce_keys: args.enforce_keys,
-        executable,
-        platform_env: stack.handler_env(),
+        port,
     })
-    .await?;
-    anyhow::ensure!(
-        host.ready(Duration::from_secs(60)).await,
-        "the handler did not become ready: {:?}",
-        host.shared.worker.status()
-    );
-    Ok(host)
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
-    let stack = start_stack(&args.stack).await?;
+    let stack = Stack::start(stack_options(&args.stack)).await?;
     let mut extra = vec![];
     let host = if args.no_host {
         None
     } else {
-        let host = start_host(&args.stack, &stack, args.stack.host_port).await?;
+        let host = start_host(&stack, &app_spec(&args.stack, args.stack.host_port)?).await?;
         extra.push(("FUNCTIONS_BASE_URL".to_owned(), host.url.clone()));
         if args.stack.enforce_keys {
             extra.push((
@@ -192,7 +181,7 @@ async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn demo(mut args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
+async fn demo(args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.handler.is_none() {
         eprintln!("building the handler (cargo build -p handler)…");
         let status =
@@ -203,33 +192,22 @@ async fn demo(mut args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
                 .context("running cargo build")?;
         anyhow::ensure!(status.success(), "cargo build -p handler failed");
     }
-    if args.host_port == 7071 {
-        args.host_port = 0; // the demo never needs the well-known port
-    }
-    let stack = start_stack(&args).await?;
-    let host = start_host(&args, &stack, args.host_port).await?;
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/flow", host.url))
-        .send()
-        .await;
-    let outcome = match response {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let body: serde_json::Value = r.json().await.unwrap_or_default();
-            print!(
-                "{}",
-                devstack::report::render(&body, status, std::io::stdout().is_terminal())
-            );
-            body["ok"] == true
-        }
-        Err(e) => {
-            eprintln!("POST /api/flow failed: {e}");
-            false
-        }
+    // The demo never needs the well-known port.
+    let port = if args.host_port == 7071 {
+        0
+    } else {
+        args.host_port
     };
-    host.stop().await;
-    stack.stop().await;
-    Ok(if outcome {
+    let outcome = devstack::demo::run(stack_options(&args), &app_spec(&args, port)?).await?;
+    print!(
+        "{}",
+        devstack::report::render(
+            &outcome.body,
+            outcome.status,
+            std::io::stdout().is_terminal()
+        )
+    );
+    Ok(if outcome.ok() {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
