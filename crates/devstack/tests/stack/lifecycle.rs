@@ -37,15 +37,18 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// SIGTERMs devstack and waits for it and all its children to be gone.
-async fn terminate_and_reap(child: &mut std::process::Child) -> std::process::ExitStatus {
+/// Signals devstack (`-TERM`, `-KILL`) and waits for it and all its children to be gone.
+async fn signal_and_reap(
+    child: &mut std::process::Child,
+    signal: &str,
+) -> std::process::ExitStatus {
     let kids = children_of(child.id());
     assert!(
         !kids.is_empty(),
         "devstack runs its children as child processes"
     );
     let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
@@ -56,7 +59,7 @@ async fn terminate_and_reap(child: &mut std::process::Child) -> std::process::Ex
         }
         assert!(
             Instant::now() < deadline,
-            "devstack did not stop on SIGTERM"
+            "devstack did not stop on {signal}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -129,7 +132,7 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
     assert!(std::path::Path::new(&env["DEVSTACK_CA_CERT"]).exists());
 
     // Azurite is the child here.
-    let status = terminate_and_reap(&mut child).await;
+    let status = signal_and_reap(&mut child, "-TERM").await;
     assert!(status.success(), "{status}");
     assert!(!env_file.exists(), "the env file is removed on stop");
 }
@@ -200,6 +203,33 @@ async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
     assert_eq!(echo["env"]["AZURE_FUNCTIONS_ENVIRONMENT"], "Development");
 
     // The handler is the child here.
-    let status = terminate_and_reap(&mut child).await;
+    let status = signal_and_reap(&mut child, "-TERM").await;
     assert!(status.success(), "{status}");
+}
+
+/// Even a `kill -9` of devstack leaves no child behind (PR_SET_PDEATHSIG).
+#[tokio::test]
+async fn a_killed_devstack_takes_its_children_with_it() {
+    let dir = temp_dir("up-kill");
+    let env_file = dir.join("env");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["up", "--no-host", "--env-file"])
+        .arg(&env_file)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--cache-dir")
+        .arg(workspace_root().join(".devstack/cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !env_file.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "devstack exited early");
+        assert!(Instant::now() < deadline, "no env file within 180 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Azurite is the child here; the kill gives devstack no chance to stop it.
+    let status = signal_and_reap(&mut child, "-KILL").await;
+    assert!(!status.success());
 }
