@@ -216,14 +216,14 @@ impl ManagedIdentityProvider {
         if resource.trim().is_empty() {
             return Err(IdentityError::InvalidScopes("the resource is empty".into()));
         }
-        // Build the request first: a selector the protocol cannot express fails here, unsent.
-        let request = source.request(resource, identity)?;
         let key = (resource.to_owned(), identity.cloned());
         let (token, freshness) = self
             .cache
             .get_or_fetch(&key, || async {
-                match &request {
-                    Some(request) => self.fetch(source.kind(), request).await,
+                // Built only when a fetch is due (not on cache hits). A selector the
+                // protocol cannot express fails here, before anything is sent.
+                match source.request(resource, identity)? {
+                    Some(request) => self.fetch(source.kind(), &request).await,
                     None => fetch_developer(source, resource).await,
                 }
             })
