@@ -56,6 +56,11 @@ pub struct AzureSettings {
     pub storage_api_version: Option<String>,
     pub max_body_bytes: usize,
     pub audit_container: String,
+    /// `BLOB_CONTAINERS`: the only containers `blobs` may read and write.
+    pub blob_containers: Vec<String>,
+    /// `TOKEN_ALLOWED_RESOURCES`: the only resources `/api/token` mints for,
+    /// normalized as Entra compares them.
+    pub token_allowed_resources: Vec<String>,
     pub app2_base_url: Option<String>,
     pub app2_resource: Option<String>,
     pub flow_secret_name: String,
@@ -126,6 +131,8 @@ struct Raw {
     storage_api_version: Option<String>,
     max_body_bytes: Option<String>,
     audit_container: Option<String>,
+    blob_containers: Option<String>,
+    token_allowed_resources: Option<String>,
     app2_base_url: Option<String>,
     app2_resource: Option<String>,
     flow_secret_name: Option<String>,
@@ -283,7 +290,33 @@ impl Raw {
             None
         };
 
+        let blob_containers = list(self.blob_containers.as_deref(), DEFAULT_BLOB_CONTAINERS);
+        if let Some(bad) = blob_containers
+            .iter()
+            .find(|c| crate::azure::blobs::validate_container(c).is_err())
+        {
+            return Err(SettingsError::Invalid {
+                name: "BLOB_CONTAINERS",
+                reason: format!("{bad:?} is not a valid container name"),
+            });
+        }
+        let app_resources = [
+            Some(crate::azure::keyvault::RESOURCE),
+            Some(crate::azure::blobs::RESOURCE),
+            self.app2_resource.as_deref(),
+        ];
+        let default_resources: Vec<&str> = app_resources.into_iter().flatten().collect();
+        let token_allowed_resources = list(
+            self.token_allowed_resources.as_deref(),
+            &default_resources.join(","),
+        )
+        .iter()
+        .map(|r| crate::identity::normalize_resource(r))
+        .collect();
+
         let azure = AzureSettings {
+            blob_containers,
+            token_allowed_resources,
             verify_challenge_resource: !flag(
                 "KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK",
                 &self.keyvault_skip_challenge_resource_check,
@@ -339,6 +372,20 @@ impl Raw {
             },
         })
     }
+}
+
+/// The containers `blobs` may reach when `BLOB_CONTAINERS` is not set.
+pub const DEFAULT_BLOB_CONTAINERS: &str = "app1-data";
+
+/// A comma-separated list setting, trimmed, without empty items.
+fn list(value: Option<&str>, default: &str) -> Vec<String> {
+    value
+        .unwrap_or(default)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn opt<T: std::str::FromStr>(
@@ -511,6 +558,30 @@ mod tests {
             Some("https://127.0.0.1:10000/devstoreaccount1")
         );
         assert!(load(&[("EXPOSE_SECRET_VALUES", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn allow_lists_default_to_what_the_app_uses() {
+        let s = load(&[("APP2_RESOURCE", "api://App2-Id/")]).unwrap().azure;
+        assert_eq!(s.blob_containers, ["app1-data"]);
+        assert_eq!(
+            s.token_allowed_resources,
+            [
+                "https://vault.azure.net",
+                "https://storage.azure.com",
+                "api://app2-id"
+            ]
+        );
+        let s = load(&[
+            ("BLOB_CONTAINERS", " data-a , data-b,"),
+            ("TOKEN_ALLOWED_RESOURCES", "HTTPS://Graph.Microsoft.com/"),
+        ])
+        .unwrap()
+        .azure;
+        assert_eq!(s.blob_containers, ["data-a", "data-b"]);
+        assert_eq!(s.token_allowed_resources, ["https://graph.microsoft.com"]);
+        let bad = load(&[("BLOB_CONTAINERS", "ok-name,Bad_Name")]).unwrap_err();
+        assert!(bad.to_string().contains("BLOB_CONTAINERS"), "{bad}");
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub const ANCHORS: &[&str] = &[
     "app2-missing-app-role",
     "identity-not-attached",
     "identity-invalid-resource",
+    "container-not-allowed",
+    "container-read-only",
+    "resource-not-allowed",
+    "blob-exists",
+    "blob-too-large",
 ];
 
 /// Which hop of a request failed.

@@ -45,17 +45,9 @@ pub async fn request_span(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let invocation_id = req
-        .headers()
-        .get("x-azure-functions-invocationid")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b',')
-        })
-        .unwrap_or("")
-        .to_owned();
+    let invocation_id = crate::protocol::invocation_id(req.headers());
+    actix_web::HttpMessage::extensions_mut(&req)
+        .insert(crate::protocol::InvocationId(invocation_id.clone()));
     let span = tracing::info_span!(
         "request",
         method = %req.method(),

@@ -4,8 +4,11 @@
 use super::upstream::UpstreamError;
 use crate::problem::{Problem, Stage};
 use azure_core::credentials::TokenCredential;
+use azure_core::http::Etag;
 use azure_core::http::{ClientOptions, RequestContent, StatusCode, Url};
-use azure_storage_blob::models::BlockBlobClientUploadOptions;
+use azure_storage_blob::models::{
+    BlobContainerClientListBlobsOptions, BlockBlobClientUploadOptions,
+};
 use azure_storage_blob::{BlobServiceClient, BlobServiceClientOptions};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -54,6 +57,40 @@ pub fn validate_blob_name(name: &str) -> Result<(), Problem> {
             "a blob name is 1-1024 characters in at most 254 non-empty '/'-separated segments, without '.' or '..' segments, backslashes, control characters or a trailing dot",
         ))
     }
+}
+
+/// Which page of a listing to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// At most this many entries (Storage's own limit is 5000).
+    pub max: u32,
+    /// Where the previous page stopped (`next_marker`), opaque to us.
+    pub marker: Option<String>,
+}
+
+impl ListPage {
+    /// The page size when the caller names none.
+    pub const DEFAULT_MAX: u32 = 1000;
+    /// Storage's own `maxresults` limit.
+    pub const MAX_MAX: u32 = 5000;
+}
+
+/// One page of a listing.
+#[derive(Debug, Default, Serialize)]
+pub struct BlobPage {
+    pub blobs: Vec<BlobEntry>,
+    /// Pass as `?marker=` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// Whether a write may replace an existing blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Create or replace (a caller's PUT to a data container).
+    Overwrite,
+    /// Create only (`If-None-Match: *`): the audit trail is append-only.
+    CreateOnly,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,21 +144,35 @@ impl BlobStore {
         })
     }
 
-    pub async fn list(&self, container: &str) -> Result<Vec<BlobEntry>, Problem> {
+    /// One page of a container's listing: at most `page.max` entries, from
+    /// `page.marker` on, and the marker for the next page if there is one.
+    pub async fn list(&self, container: &str, page: &ListPage) -> Result<BlobPage, Problem> {
         validate_container(container)?;
-        let pager = self
+        let options = BlobContainerClientListBlobsOptions {
+            maxresults: Some(page.max as i32),
+            marker: page.marker.clone(),
+            ..Default::default()
+        };
+        let mut pages = self
             .service
             .blob_container_client(container)
-            .list_blobs(None)
-            .map_err(|e| upstream(&e))?;
-        let items: Vec<_> = pager.try_collect().await.map_err(|e| {
+            .list_blobs(Some(options))
+            .map_err(|e| upstream(&e))?
+            .into_pages();
+        let missing = |e: azure_core::Error| {
             if e.http_status() == Some(StatusCode::NotFound) {
                 not_found(format!("container {container} does not exist"))
             } else {
                 upstream(&e)
             }
-        })?;
-        Ok(items
+        };
+        // Only the first page: the caller pages on with `next_marker`.
+        let Some(first) = pages.try_next().await.map_err(missing)? else {
+            return Ok(BlobPage::default());
+        };
+        let listing = first.into_model().map_err(|e| upstream(&e))?;
+        let blobs = listing
+            .blob_items
             .into_iter()
             .map(|item| {
                 let p = item.properties.as_ref();
@@ -135,16 +186,23 @@ impl BlobStore {
                         .and_then(|t| t.format(&Rfc3339).ok()),
                 }
             })
-            .collect())
+            .collect();
+        Ok(BlobPage {
+            blobs,
+            next_marker: listing.next_marker.filter(|m| !m.is_empty()),
+        })
     }
 
-    /// Stores `body` (creating the container on first use).
+    /// Stores `body` (creating the container on first use). With
+    /// [`Write::CreateOnly`] an existing blob is never replaced
+    /// (`If-None-Match: *`): Storage answers 409 and nothing changes.
     pub async fn put(
         &self,
         container: &str,
         name: &str,
         content_type: &str,
         body: Bytes,
+        write: Write,
     ) -> Result<(), Problem> {
         validate_container(container)?;
         validate_blob_name(name)?;
@@ -156,9 +214,25 @@ impl BlobStore {
                 ),
                 Some(BlockBlobClientUploadOptions {
                     blob_content_type: Some(content_type.to_owned()),
+                    if_none_match: (write == Write::CreateOnly).then(|| Etag::from("*")),
                     ..Default::default()
                 }),
             )
+        };
+        let failed = |e: azure_core::Error| {
+            if e.http_status() == Some(StatusCode::Conflict) {
+                Problem::new(
+                    actix_web::http::StatusCode::CONFLICT,
+                    "blob-exists",
+                    format!(
+                        "blob {container}/{name} already exists, and this write never replaces one"
+                    ),
+                )
+                .stage(Stage::Storage)
+                .upstream(Some(409))
+            } else {
+                upstream(&e)
+            }
         };
         match upload().await {
             Ok(_) => Ok(()),
@@ -173,21 +247,32 @@ impl BlobStore {
                     Err(e) if e.http_status() == Some(StatusCode::Conflict) => {}
                     Err(e) => return Err(upstream(&e)),
                 }
-                upload().await.map(|_| ()).map_err(|e| upstream(&e))
+                upload().await.map(|_| ()).map_err(failed)
             }
-            Err(e) => Err(upstream(&e)),
+            Err(e) => Err(failed(e)),
         }
     }
 
-    /// The exact bytes and content type.
+    /// The exact bytes and content type, read as a stream and refused once
+    /// they pass `max_bytes`, so one large blob cannot fill the handler's memory.
     pub async fn get(
         &self,
         container: &str,
         name: &str,
+        max_bytes: usize,
     ) -> Result<(Bytes, Option<String>), Problem> {
         validate_container(container)?;
         validate_blob_name(name)?;
         let missing = || not_found(format!("blob {container}/{name} does not exist"));
+        let too_large = || {
+            Problem::new(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "blob-too-large",
+                format!("blob {container}/{name} is larger than {max_bytes} bytes, the most this function returns"),
+            )
+            .stage(Stage::Request)
+            .hint("Raise MAX_BODY_BYTES, or read large blobs from Storage directly.")
+        };
         let result = self
             .service
             .blob_client(container, name)
@@ -200,9 +285,23 @@ impl BlobStore {
                     upstream(&e)
                 }
             })?;
+        if result
+            .properties
+            .content_length
+            .is_some_and(|n| n > max_bytes as u64)
+        {
+            return Err(too_large());
+        }
         let content_type = result.properties.content_type.clone();
-        let body = result.body.collect().await.map_err(|e| upstream(&e))?;
-        Ok((body, content_type))
+        let mut stream = result.body;
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| upstream(&e))? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body.freeze(), content_type))
     }
 
     pub async fn delete(&self, container: &str, name: &str) -> Result<(), Problem> {

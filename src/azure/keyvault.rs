@@ -9,7 +9,6 @@ use azure_core::http::ClientOptions;
 use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -30,15 +29,10 @@ pub struct FetchedSecret {
 }
 
 impl FetchedSecret {
-    /// Hex SHA-256 of the value: lets users compare versions without seeing it.
-    pub fn value_sha256(&self) -> String {
-        Sha256::digest(self.value.secret().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     /// The metadata a function returns; the value only when `expose` (demo only).
+    ///
+    /// A value is identified by its Key Vault `version` and `updated` time, never
+    /// by a hash: an unsalted hash lets anyone guess a low-entropy secret offline.
     pub fn to_json(&self, expose: bool) -> Value {
         let mut v = json!({
             "name": self.name,
@@ -47,7 +41,6 @@ impl FetchedSecret {
             "content_type": self.content_type,
             "created": self.created,
             "updated": self.updated,
-            "value_sha256": self.value_sha256(),
         });
         if expose {
             v["value"] = json!(self.value.secret());
@@ -246,10 +239,10 @@ mod tests {
         let hidden = s.to_json(false);
         assert!(hidden.get("value").is_none());
         assert!(!hidden.to_string().contains("hunter2"));
-        assert_eq!(
-            hidden["value_sha256"],
-            "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"
-        );
+        // No fingerprint of the value either: an unsalted hash can be guessed offline.
+        assert!(hidden.get("value_sha256").is_none());
+        let sha = "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7";
+        assert!(!hidden.to_string().contains(sha));
         assert_eq!(s.to_json(true)["value"], "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
     }

@@ -1,7 +1,7 @@
 //! Upstream failures, named by stage and status, never carrying a secret.
 
-use crate::identity::IdentityError;
 pub use crate::identity::error_chain;
+use crate::identity::{IdentityError, capped};
 use crate::problem::{Problem, Stage};
 use actix_web::http::StatusCode;
 use azure_core::error::ErrorKind;
@@ -41,7 +41,7 @@ impl UpstreamError {
                         .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
                             "www-authenticate",
                         ))
-                        .map(str::to_owned)
+                        .map(capped)
                 });
                 Self {
                     stage,
@@ -50,11 +50,14 @@ impl UpstreamError {
                     code: body
                         .as_deref()
                         .and_then(inner_code)
-                        .or_else(|| error_code.clone()),
-                    message: body
-                        .as_deref()
-                        .and_then(service_message)
-                        .unwrap_or_else(|| err.to_string()),
+                        .or_else(|| error_code.clone())
+                        .map(|c| capped(&c)),
+                    message: capped(
+                        &body
+                            .as_deref()
+                            .and_then(service_message)
+                            .unwrap_or_else(|| err.to_string()),
+                    ),
                     www_authenticate,
                 }
             }
@@ -62,7 +65,7 @@ impl UpstreamError {
                 stage,
                 status: None,
                 code: None,
-                message: error_chain(err),
+                message: capped(&error_chain(err)),
                 www_authenticate: None,
             },
         })
@@ -167,6 +170,13 @@ mod tests {
             service_message(storage).as_deref(),
             Some("This request is not authorized.")
         );
+    }
+
+    #[test]
+    fn echoed_upstream_text_is_capped() {
+        let huge = format!("<Error><Message>{}</Message></Error>", "x".repeat(100_000));
+        let message = service_message(&huge).map(|m| capped(&m)).unwrap();
+        assert!(message.chars().count() <= crate::identity::MAX_ECHOED_CHARS + 1);
     }
 
     #[test]

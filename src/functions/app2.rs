@@ -11,10 +11,7 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     let path = inv.param("path").unwrap_or_default();
     crate::azure::app2::validate_path(path)?;
     let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
-    // Never pass our function key (`code`) on to app2.
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(inv.query.iter().filter(|(k, _)| k != "code"))
-        .finish();
+    let query = forwarded_query(&inv.query);
     let response = client.get(path, &query).await?;
     if matches!(response.status, 401 | 403) || response.status >= 500 {
         return Err(refusal(&response));
@@ -24,6 +21,19 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
         response.content_type.unwrap_or_default(),
         response.body,
     ))
+}
+
+/// The caller's query without our function key. The host reads `code` in any
+/// letter case, so every case variant is dropped. (Headers are never copied,
+/// so `x-functions-key` cannot reach app2 either.)
+fn forwarded_query(query: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            query
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("code")),
+        )
+        .finish()
 }
 
 /// A 502 problem for app2's refusal, with what app2 said.
@@ -52,4 +62,26 @@ pub fn refusal(response: &crate::azure::app2::App2Response) -> Problem {
         }),
     );
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_key_never_reaches_app2_in_any_case() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let q = forwarded_query(&pairs(&[
+            ("code", "k1"),
+            ("CODE", "k2"),
+            ("Code", "k3"),
+            ("cOdE", "k4"),
+            ("x", "1"),
+        ]));
+        assert_eq!(q, "x=1");
+    }
 }

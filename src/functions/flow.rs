@@ -9,11 +9,13 @@
 //! claims that mattered, and app2's view of the caller. A failed step stops the
 //! flow; the reply is then a 502 problem carrying the same step report.
 
+use crate::azure::blobs::Write;
 use crate::identity::claims::{decode_claims, pick};
 use crate::problem::{Problem, Stage};
 use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
 use actix_web::web;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 use time::format_description::well_known::Rfc3339;
@@ -94,26 +96,38 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
     let secret_detail = report.step(state, "keyvault", keyvault_step(state)).await?;
     let app2_detail = report.step(state, "app2", app2_step(state)).await?;
 
-    let record = json!({
-        "id": uuid_like(),
-        "at": time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-        "invocation_id": inv.invocation_id,
-        "identity": state.identity.describe(None),
-        "secret": {
-            "name": secret_detail["secret"]["name"],
-            "version": secret_detail["secret"]["version"],
-            "value_sha256": secret_detail["secret"]["value_sha256"],
+    let record = AuditRecord {
+        id: uuid_like(),
+        at: time::OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default(),
+        invocation_id: &inv.invocation_id,
+        identity: state.identity.describe(None),
+        secret: AuditedSecret {
+            name: &secret_detail["secret"]["name"],
+            version: &secret_detail["secret"]["version"],
+            updated: &secret_detail["secret"]["updated"],
         },
-        "app2": { "status": app2_detail["app2_status"], "caller": app2_detail["app2_view"] },
-    });
+        app2: AuditedApp2 {
+            status: &app2_detail["app2_status"],
+            caller: &app2_detail["app2_view"],
+        },
+    };
     let bytes = bytes::Bytes::from(serde_json::to_vec_pretty(&record).expect("serializable"));
     let container = state.settings.audit_container.as_str();
-    let blob = format!("flow/{}.json", record["id"].as_str().unwrap_or("record"));
+    let blob = format!("flow/{}.json", record.id);
 
     let write = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
         store
-            .put(container, &blob, "application/json", bytes.clone())
+            .put(
+                container,
+                &blob,
+                "application/json",
+                bytes.clone(),
+                // The audit trail is append-only: a record is never replaced.
+                Write::CreateOnly,
+            )
             .await?;
         Ok(json!({ "container": container, "blob": blob, "bytes": bytes.len() }))
     };
@@ -121,7 +135,9 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
 
     let read = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
-        let (back, content_type) = store.get(container, &blob).await?;
+        let (back, content_type) = store
+            .get(container, &blob, state.limits.max_body_bytes)
+            .await?;
         if back != bytes {
             return Err(Problem::new(
                 actix_web::http::StatusCode::BAD_GATEWAY,
@@ -166,6 +182,32 @@ async fn app2_step(state: &AppState) -> Result<Value, Problem> {
         "app2_status": response.status,
         "app2_view": view,
     }))
+}
+
+/// What `flow` writes to the audit container. It identifies the secret's value
+/// by version and update time, never by the value or a hash of it, and holds
+/// no caller-supplied text (the invocation id is the host's GUID).
+#[derive(Serialize)]
+struct AuditRecord<'a> {
+    id: String,
+    at: String,
+    invocation_id: &'a str,
+    identity: crate::identity::IdentityDescription,
+    secret: AuditedSecret<'a>,
+    app2: AuditedApp2<'a>,
+}
+
+#[derive(Serialize)]
+struct AuditedSecret<'a> {
+    name: &'a Value,
+    version: &'a Value,
+    updated: &'a Value,
+}
+
+#[derive(Serialize)]
+struct AuditedApp2<'a> {
+    status: &'a Value,
+    caller: &'a Value,
 }
 
 /// A sortable unique id: UTC timestamp plus random suffix.

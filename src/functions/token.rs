@@ -4,10 +4,11 @@
 //! decoded claims but never the token or its signature.
 
 use crate::identity::claims::{decode_claims, pick};
-use crate::identity::{UserAssignedId, scope_to_resource};
-use crate::problem::Problem;
+use crate::identity::{UserAssignedId, normalize_resource, scope_to_resource};
+use crate::problem::{Problem, Stage};
 use crate::protocol::{Invocation, Outcome, Reply};
 use crate::startup::AppState;
+use actix_web::http::StatusCode;
 use actix_web::web;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -21,6 +22,7 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     }
     let resource = resource_of(&inv)?;
     let identity = identity_of(&inv)?;
+    allowed(&state.settings.token_allowed_resources, &resource)?;
     let provided = match state.identity.token(&resource, identity.as_ref()).await {
         Ok(provided) => provided,
         Err(e) => {
@@ -64,6 +66,22 @@ fn resource_of(inv: &Invocation) -> Result<String, Problem> {
         )));
     }
     Ok(resource)
+}
+
+/// `TOKEN_ALLOWED_RESOURCES`: the function mints only for what the list names,
+/// compared as Entra compares resources, before any identity call.
+fn allowed(allow_list: &[String], resource: &str) -> Result<(), Problem> {
+    let wanted = normalize_resource(resource);
+    if allow_list.contains(&wanted) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "resource-not-allowed",
+        format!("this function does not mint tokens for {wanted}: it is not in TOKEN_ALLOWED_RESOURCES"),
+    )
+    .stage(Stage::Request)
+    .hint("Add the resource to the TOKEN_ALLOWED_RESOURCES app setting (comma-separated) if callers should see its tokens' claims. By default it lists only the resources the app itself uses."))
 }
 
 fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
@@ -145,4 +163,32 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         "principal": pick(&claims, &["oid", "appid", "azp", "tid", "xms_mirid"]),
         "token": pick(&claims, &["aud", "iss", "roles", "exp", "ver"]),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_neither_pass_the_list_nor_escape_it() {
+        let list = vec!["https://vault.azure.net".to_string()];
+        for ok in [
+            "https://vault.azure.net",
+            "HTTPS://VAULT.AZURE.NET/",
+            "https://Vault.Azure.Net//",
+        ] {
+            assert!(allowed(&list, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://storage.azure.com",
+            "https://vault.azure.net.evil.example",
+            "https://vault.azure.net/extra",
+            "https://management.azure.com",
+        ] {
+            let p = allowed(&list, bad).unwrap_err();
+            assert_eq!(p.status, 403, "{bad}");
+            assert!(p.kind.ends_with("#resource-not-allowed"));
+            assert!(p.detail.contains("TOKEN_ALLOWED_RESOURCES"));
+        }
+    }
 }

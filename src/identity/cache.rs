@@ -12,9 +12,10 @@
 //! Deadlines are kept on tokio's clock, so tests drive them with `tokio::time::pause`.
 
 use azure_core::credentials::AccessToken;
-use std::collections::HashMap;
+use lru::LruCache;
 use std::future::Future;
 use std::hash::Hash;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -27,8 +28,9 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// A token this close to expiry is not handed out even when a refresh failed:
 /// it could expire in flight.
 const MIN_REMAINING: Duration = Duration::from_secs(30);
-/// Entries kept before empty or expired ones are pruned (keys can come from users).
-const MAX_ENTRIES: usize = 256;
+/// At most this many keys are kept; the least recently used one goes first.
+/// Keys can come from callers, so the bound is hard, and each lookup is O(1).
+pub const MAX_ENTRIES: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 
 /// Whether a returned token came from the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,19 +59,24 @@ impl Entry {
 }
 
 /// See the module docs.
-pub struct TokenCache<K> {
-    entries: Mutex<HashMap<K, Arc<Entry>>>,
+pub struct TokenCache<K: Eq + Hash> {
+    entries: Mutex<LruCache<K, Arc<Entry>>>,
 }
 
-impl<K> Default for TokenCache<K> {
+impl<K: Eq + Hash + Clone> Default for TokenCache<K> {
     fn default() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self::with_capacity(MAX_ENTRIES)
     }
 }
 
 impl<K: Eq + Hash + Clone> TokenCache<K> {
+    /// A cache that keeps at most `capacity` keys.
+    pub fn with_capacity(capacity: NonZeroUsize) -> Self {
+        Self {
+            entries: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
     /// Returns a cached token, or runs `fetch` (at most once at a time per key).
     pub async fn get_or_fetch<E, F, Fut>(
         &self,
@@ -112,18 +119,14 @@ impl<K: Eq + Hash + Clone> TokenCache<K> {
         Ok((Self::store(&entry, token), Freshness::Fetched))
     }
 
+    /// The key's entry, marked most recently used. A new key evicts the least
+    /// recently used one; a caller still holding an evicted entry finishes
+    /// with it undisturbed.
     fn entry(&self, key: &K) -> Arc<Entry> {
         let mut entries = self.entries.lock().expect("token cache poisoned");
-        if let Some(entry) = entries.get(key) {
-            return entry.clone();
-        }
-        if entries.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            entries.retain(|_, e| {
-                Arc::strong_count(e) > 1 || e.current().is_some_and(|c| now < c.usable_until)
-            });
-        }
-        entries.entry(key.clone()).or_default().clone()
+        entries
+            .get_or_insert(key.clone(), || Arc::new(Entry::default()))
+            .clone()
     }
 
     fn store(entry: &Entry, token: AccessToken) -> AccessToken {
@@ -243,12 +246,34 @@ mod tests {
         slow.await.unwrap().unwrap();
     }
 
-    #[test]
-    fn prunes_dead_entries_when_full() {
-        let cache = TokenCache::<usize>::default();
-        for k in 0..MAX_ENTRIES + 10 {
-            cache.entry(&k);
+    #[tokio::test(start_paused = true)]
+    async fn ten_thousand_keys_stay_bounded_and_hot_keys_stay_cached() {
+        let cache = TokenCache::<String>::default();
+        let fetches = AtomicU32::new(0);
+        let fetch = || async {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(token("t", 3600))
+        };
+        let hot = "https://vault.azure.net".to_string();
+        cache.get_or_fetch(&hot, fetch).await.unwrap();
+        for i in 0..10_000 {
+            cache
+                .get_or_fetch(&format!("https://attacker.example/{i}"), fetch)
+                .await
+                .unwrap();
+            if i % 100 == 0 {
+                // The app's own key is used all the time, so it stays.
+                let (_, freshness) = cache.get_or_fetch(&hot, fetch).await.unwrap();
+                assert_eq!(freshness, Freshness::Cached, "hot key evicted at {i}");
+            }
+            assert!(cache.len() <= MAX_ENTRIES.get(), "unbounded at {i}");
         }
-        assert!(cache.len() <= MAX_ENTRIES);
+        assert_eq!(cache.len(), MAX_ENTRIES.get());
+        // One fetch for the hot key, one per cold key: the hot key never refetched.
+        assert_eq!(fetches.load(Ordering::SeqCst), 10_001);
+        assert_eq!(
+            cache.get_or_fetch(&hot, fetch).await.unwrap().1,
+            Freshness::Cached
+        );
     }
 }

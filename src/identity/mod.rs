@@ -33,8 +33,9 @@ pub use error::{IdentityError, TROUBLESHOOTING};
 pub use expires_on::parse_expires_on;
 pub use provider::{
     IdentityConfig, IdentityDescription, ManagedIdentityProvider, ProvidedToken, SelectedIdentity,
-    SourceMode, error_chain, scope_to_resource,
+    SourceMode, error_chain, normalize_resource, scope_to_resource,
 };
+pub use response::{MAX_ECHOED_CHARS, capped};
 pub use retry::RetryOptions;
 pub use source::{IMDS_TOKEN_URL, IdentitySource, SourceKind};
 pub use transport::{EndpointRequest, EndpointResponse, IdentityTransport};

@@ -216,7 +216,8 @@ impl ManagedIdentityProvider {
         if resource.trim().is_empty() {
             return Err(IdentityError::InvalidScopes("the resource is empty".into()));
         }
-        let key = (resource.to_owned(), identity.cloned());
+        // Variants Entra treats as one resource share one entry (and one token).
+        let key = (normalize_resource(resource), identity.cloned());
         let (token, freshness) = self
             .cache
             .get_or_fetch(&key, || async {
@@ -363,6 +364,24 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
     }
 }
 
+/// A resource as Entra compares it: the scheme and host in lower case and no
+/// trailing `/`, so `HTTPS://Vault.Azure.NET/` and `https://vault.azure.net`
+/// are one resource. The path keeps its case (App ID URIs may use it).
+pub fn normalize_resource(resource: &str) -> String {
+    let resource = resource.trim().trim_end_matches('/');
+    match resource.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            format!(
+                "{}://{}{path}",
+                scheme.to_ascii_lowercase(),
+                authority.to_ascii_lowercase()
+            )
+        }
+        None => resource.to_owned(),
+    }
+}
+
 /// The provider acting as one particular identity (e.g. a user-assigned one
 /// named in a request), for SDK clients built for that identity.
 #[derive(Debug)]
@@ -489,6 +508,19 @@ mod tests {
         assert!(scope_to_resource(&[]).is_err());
         assert!(scope_to_resource(&["a", "b"]).is_err());
         assert!(scope_to_resource(&["/.default"]).is_err());
+    }
+
+    #[test]
+    fn resources_compare_as_entra_does() {
+        for variant in [
+            "https://vault.azure.net",
+            "HTTPS://VAULT.AZURE.NET/",
+            "https://Vault.Azure.Net//",
+        ] {
+            assert_eq!(normalize_resource(variant), "https://vault.azure.net");
+        }
+        assert_eq!(normalize_resource("api://AbC/Path/"), "api://abc/Path");
+        assert_eq!(normalize_resource("5e29463d-71DA"), "5e29463d-71DA");
     }
 
     #[test]

@@ -77,13 +77,28 @@ pub struct ErrorDetails {
     pub correlation_id: Option<String>,
 }
 
+/// The most characters of an upstream's own text that any error echoes (a
+/// Key Vault 403 with its `Vault:` line is ~700): an
+/// upstream body is not ours to amplify, however large it is.
+pub const MAX_ECHOED_CHARS: usize = 2048;
+
+/// `text`, trimmed and cut to [`MAX_ECHOED_CHARS`] characters (with `…` if cut).
+pub fn capped(text: &str) -> String {
+    let text = text.trim();
+    let mut out: String = text.chars().take(MAX_ECHOED_CHARS).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
 pub fn parse_error(response: &EndpointResponse) -> ErrorDetails {
     let json: Option<Value> = serde_json::from_slice(&response.body).ok();
     let field = |name: &str| {
         json.as_ref()
             .and_then(|j| j.get(name))
             .and_then(Value::as_str)
-            .map(str::to_owned)
+            .map(capped)
     };
     let message = field("message")
         .or_else(|| field("error_description"))
@@ -100,7 +115,7 @@ pub fn parse_error(response: &EndpointResponse) -> ErrorDetails {
                 if text.is_empty() {
                     "(empty body)".into()
                 } else {
-                    text.chars().take(300).collect()
+                    capped(text)
                 }
             }
         });

@@ -46,11 +46,7 @@ async fn handle(
             .collect(),
         headers: req.headers().clone(),
         body,
-        invocation_id: req
-            .headers()
-            .get("x-azure-functions-invocationid")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        invocation_id: super::InvocationId::of(&req),
     };
     into_response(functions::invoke(spec, invocation, &state).await)
 }

@@ -28,8 +28,46 @@ pub struct Invocation {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// `X-Azure-Functions-InvocationId`, for correlation.
-    pub invocation_id: Option<String>,
+    /// The host's `X-Azure-Functions-InvocationId` (see [`invocation_id`]).
+    pub invocation_id: String,
+}
+
+/// The request's invocation id, worked out once by the request-span middleware
+/// and kept in the request's extensions so every later reader agrees.
+#[derive(Debug, Clone)]
+pub struct InvocationId(pub String);
+
+impl InvocationId {
+    /// The id the middleware stored, or (outside it, in tests) one read now.
+    pub fn of(req: &actix_web::HttpRequest) -> String {
+        use actix_web::HttpMessage;
+        req.extensions()
+            .get::<InvocationId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_else(|| invocation_id(req.headers()))
+    }
+}
+
+/// The header the host adds to every call it makes to the handler.
+pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+
+/// The invocation id to correlate with: the host's, never the caller's.
+///
+/// The host copies the caller's headers and then *appends* its own
+/// `X-Azure-Functions-InvocationId` (`DefaultHttpWorkerService.AddHeaders`), so
+/// a caller-sent id arrives first and the host's last. Only the last value is
+/// taken, and only as a hyphenated GUID; anything else (or none, outside the
+/// host) gets a fresh id, so caller-supplied text never reaches logs or records.
+pub fn invocation_id(headers: &HeaderMap) -> String {
+    headers
+        .get_all(INVOCATION_ID_HEADER)
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() == 36)
+        .and_then(|v| uuid::Uuid::try_parse(v).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .to_string()
 }
 
 impl Invocation {
@@ -110,3 +148,49 @@ impl Reply {
 
 /// What every function returns.
 pub type Outcome = Result<Reply, Problem>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    const HOST: &str = "7c3e1b9a-4f0d-4b8e-9a51-2d6f0c8e1a34";
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                INVOCATION_ID_HEADER.parse().unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn invocation_id_is_the_hosts_last_guid() {
+        // A caller-sent id comes first; the host appends its own.
+        assert_eq!(invocation_id(&headers(&["forged-by-caller", HOST])), HOST);
+        assert_eq!(invocation_id(&headers(&[HOST])), HOST);
+        let upper = HOST.to_ascii_uppercase();
+        assert_eq!(invocation_id(&headers(&[&upper])), HOST);
+    }
+
+    #[test]
+    fn anything_but_a_guid_gets_a_fresh_id() {
+        for bad in [
+            vec![],
+            vec!["<script>alert(1)</script>"],
+            vec![HOST, "not-a-guid"],
+            vec!["{7c3e1b9a-4f0d-4b8e-9a51-2d6f0c8e1a34}"],
+            vec!["7c3e1b9a4f0d4b8e9a512d6f0c8e1a34"],
+        ] {
+            let id = invocation_id(&headers(&bad));
+            assert!(
+                uuid::Uuid::try_parse(&id).is_ok() && id.len() == 36,
+                "{bad:?}"
+            );
+            assert!(bad.iter().all(|b| !b.contains(&id)), "{bad:?} → {id}");
+        }
+    }
+}

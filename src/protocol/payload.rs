@@ -15,7 +15,10 @@ use actix_web::http::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/{function}", web::post().to(handle));
@@ -51,20 +54,15 @@ async fn handle(
         }
         body.extend_from_slice(&chunk);
     }
-    let invocation_id = req
-        .headers()
-        .get("x-azure-functions-invocationid")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let envelope: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return super::forward::into_response(Reply::from_problem(&Problem::bad_request(
-                "the invocation payload must be a JSON object {\"Data\":{…},\"Metadata\":{…}}",
-            )));
-        }
+    let invocation_id = super::InvocationId::of(&req);
+    // Not an envelope at all is an HTTP 400; a bad request inside one is the
+    // client's 400, inside Outputs.res.
+    let invocation = match parse_envelope(&body) {
+        Ok(envelope) => invocation_of(spec.name, &envelope, invocation_id),
+        Err(problem) => return super::forward::into_response(Reply::from_problem(&problem)),
     };
-    let reply = match invocation_from(spec.name, &envelope, invocation_id) {
+    drop(body);
+    let reply = match invocation {
         Ok(invocation) => {
             if invocation.body.len() > state.limits.max_body_bytes {
                 Reply::from_problem(&Problem::payload_too_large(state.limits.max_body_bytes))
@@ -78,65 +76,143 @@ async fn handle(
     HttpResponse::Ok().json(outputs(reply, vec![log]))
 }
 
-/// Case-insensitive member lookup (the host's Newtonsoft binding is).
-fn get<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
-    object
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
+/// A JSON object's members, read without building a `serde_json::Value`: each
+/// value stays a slice of the request body until it is parsed into its type, so
+/// a large envelope costs about its own size, not a tree many times larger.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Members<'a>(#[serde(borrow)] HashMap<String, &'a RawValue>);
 
-fn strings(value: Option<&Value>) -> Map<String, Value> {
-    match value {
-        Some(Value::Object(m)) => m.clone(),
-        // Very old hosts sent Query as a JSON-encoded string.
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_default(),
-        _ => Map::new(),
+impl<'a> Members<'a> {
+    fn parse(raw: &'a RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// Case-insensitive, as the host's Newtonsoft binding is.
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// A member parsed as `T`; absent, `null` or the wrong shape is `None`.
+    fn typed<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        serde_json::from_str(self.get(name)?.get()).ok()
     }
 }
 
-fn as_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
+/// A JSON scalar as text (the host writes numbers and booleans unquoted).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Text(s) => s,
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
     }
 }
 
-/// Builds an [`Invocation`] from `Data.req`.
+/// One header's values: an array (current hosts) or a single value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderValues {
+    Many(Vec<Option<Scalar>>),
+    One(Option<Scalar>),
+}
+
+/// `Query` and `Params`: an object of scalars, or (very old hosts) that object
+/// JSON-encoded in a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Pairs {
+    Object(HashMap<String, Option<Scalar>>),
+    Encoded(String),
+}
+
+impl Pairs {
+    fn into_pairs(self) -> impl Iterator<Item = (String, String)> {
+        let map = match self {
+            Pairs::Object(m) => m,
+            Pairs::Encoded(s) => serde_json::from_str(&s).unwrap_or_default(),
+        };
+        map.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v.into_text())))
+    }
+}
+
+fn pairs(req: &Members<'_>, name: &str) -> Vec<(String, String)> {
+    req.typed::<Pairs>(name)
+        .map(|p| p.into_pairs().collect())
+        .unwrap_or_default()
+}
+
+/// The envelope's top level; failing here means the body is not an envelope at all.
+fn parse_envelope(body: &[u8]) -> Result<Members<'_>, Problem> {
+    serde_json::from_slice(body).map_err(|_| {
+        Problem::bad_request(
+            "the invocation payload must be a JSON object {\"Data\":{…},\"Metadata\":{…}}",
+        )
+    })
+}
+
+/// Builds an [`Invocation`] from the envelope's HTTP trigger data (`Data.req`).
 pub fn invocation_from(
     function: &'static str,
-    envelope: &Value,
-    invocation_id: Option<String>,
+    envelope: &[u8],
+    invocation_id: String,
 ) -> Result<Invocation, Problem> {
-    let data = get(envelope, "Data")
+    invocation_of(function, &parse_envelope(envelope)?, invocation_id)
+}
+
+fn invocation_of(
+    function: &'static str,
+    envelope: &Members<'_>,
+    invocation_id: String,
+) -> Result<Invocation, Problem> {
+    let data = envelope
+        .get("Data")
+        .and_then(Members::parse)
         .ok_or_else(|| Problem::bad_request("the invocation payload has no Data"))?;
-    let req = get(data, "req")
+    // The trigger is named in function.json: `req` by convention, else the
+    // first member that looks like an HTTP request.
+    let req = data
+        .get("req")
+        .and_then(Members::parse)
         .or_else(|| {
-            data.as_object()?
+            data.0
                 .values()
-                .find(|v| get(v, "Method").is_some())
+                .filter_map(|v| Members::parse(v))
+                .find(|m| m.get("Method").is_some())
         })
         .ok_or_else(|| {
             Problem::bad_request("the invocation payload has no HTTP trigger data (Data.req)")
         })?;
-    let method = get(req, "Method")
-        .and_then(Value::as_str)
+    let method = req
+        .typed::<String>("Method")
         .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
         .ok_or_else(|| Problem::bad_request("Data.req.Method is missing or invalid"))?;
 
     let mut headers = HeaderMap::new();
-    for (name, values) in strings(get(req, "Headers")) {
+    let raw_headers: HashMap<String, HeaderValues> = req.typed("Headers").unwrap_or_default();
+    for (name, values) in raw_headers {
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             continue;
         };
-        let values: Vec<String> = match values {
-            Value::Array(items) => items.iter().filter_map(as_text).collect(),
-            other => as_text(&other).into_iter().collect(),
+        let values = match values {
+            HeaderValues::Many(items) => items,
+            HeaderValues::One(item) => vec![item],
         };
-        for v in values {
-            if let Ok(v) = HeaderValue::from_str(&v) {
+        for v in values.into_iter().flatten() {
+            if let Ok(v) = HeaderValue::from_str(&v.into_text()) {
                 headers.append(name.clone(), v);
             }
         }
@@ -147,31 +223,36 @@ pub fn invocation_from(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let body = match get(req, "Body").and_then(as_text) {
-        None => bytes::Bytes::new(),
-        // The host base64-encodes octet-stream and multipart bodies.
-        Some(text)
+    let body = match req.get("Body").map(RawValue::get) {
+        None | Some("null") => bytes::Bytes::new(),
+        Some(raw) => {
+            // A JSON string is the body's text; any other JSON is passed as written.
+            let text = if raw.starts_with('"') {
+                serde_json::from_str::<String>(raw)
+                    .map_err(|_| Problem::bad_request("Data.req.Body is not a valid JSON string"))?
+            } else {
+                raw.to_owned()
+            };
+            // The host base64-encodes octet-stream and multipart bodies.
             if content_type.starts_with("application/octet-stream")
-                || content_type.starts_with("multipart/") =>
-        {
-            bytes::Bytes::from(STANDARD.decode(text.trim()).map_err(|_| {
-                Problem::bad_request("Data.req.Body is not valid base64 for a binary content type")
-            })?)
+                || content_type.starts_with("multipart/")
+            {
+                bytes::Bytes::from(STANDARD.decode(text.trim()).map_err(|_| {
+                    Problem::bad_request(
+                        "Data.req.Body is not valid base64 for a binary content type",
+                    )
+                })?)
+            } else {
+                bytes::Bytes::from(text)
+            }
         }
-        Some(text) => bytes::Bytes::from(text),
     };
 
     Ok(Invocation {
         function,
         method,
-        params: strings(get(req, "Params"))
-            .into_iter()
-            .filter_map(|(k, v)| as_text(&v).map(|v| (k, v)))
-            .collect(),
-        query: strings(get(req, "Query"))
-            .into_iter()
-            .filter_map(|(k, v)| as_text(&v).map(|v| (k, v)))
-            .collect(),
+        params: pairs(&req, "Params").into_iter().collect(),
+        query: pairs(&req, "Query"),
         headers,
         body,
         invocation_id,
@@ -224,7 +305,8 @@ mod tests {
             }},
             "Metadata": {"sys": {"MethodName": "order"}}
         });
-        let inv = invocation_from("order", &envelope, Some("inv-1".into())).unwrap();
+        let inv =
+            invocation_from("order", envelope.to_string().as_bytes(), "inv-1".into()).unwrap();
         assert_eq!(inv.method, Method::POST);
         assert_eq!(inv.query, vec![("x".to_string(), "1".to_string())]);
         assert_eq!(inv.param("id"), Some("42"));
@@ -238,9 +320,23 @@ mod tests {
         let envelope = json!({"data": {"req": {
             "method": "put", "headers": {"content-type": ["application/octet-stream"]}, "body": "AP8="
         }}});
-        let inv = invocation_from("blobs", &envelope, None).unwrap();
+        let inv = invocation_from("blobs", envelope.to_string().as_bytes(), "i".into()).unwrap();
         assert_eq!(inv.method, Method::PUT);
         assert_eq!(&inv.body[..], &[0x00, 0xFF]);
+    }
+
+    #[test]
+    fn old_and_odd_shapes_are_read() {
+        let envelope = json!({"Data": {"request": {
+            "Method": "get", "Query": "{\"a\":\"1\"}", "Headers": {"X-One": "v", "X-Num": 5},
+            "Params": {"n": 7, "b": true}, "Body": {"k": [1, 2]}
+        }}});
+        let inv = invocation_from("f", envelope.to_string().as_bytes(), "i".into()).unwrap();
+        assert_eq!(inv.query, vec![("a".to_string(), "1".to_string())]);
+        assert_eq!(inv.header("x-one"), Some("v"));
+        assert_eq!(inv.header("x-num"), Some("5"));
+        assert_eq!((inv.param("n"), inv.param("b")), (Some("7"), Some("true")));
+        assert_eq!(&inv.body[..], br#"{"k":[1,2]}"#);
     }
 
     #[test]
@@ -249,9 +345,14 @@ mod tests {
             json!({}),
             json!({"Data": {}}),
             json!({"Data": {"req": {"Method": 5}}}),
+            json!([1, 2]),
+            json!("text"),
+            json!({"Data": {"req": {"Method": "GET", "Headers": {"Content-Type": "application/octet-stream"}, "Body": "*not base64*"}}}),
         ] {
             assert_eq!(
-                invocation_from("x", &bad, None).unwrap_err().status,
+                invocation_from("x", bad.to_string().as_bytes(), "i".into())
+                    .unwrap_err()
+                    .status,
                 400,
                 "{bad}"
             );

@@ -86,6 +86,68 @@ async fn token_shows_claims_but_never_the_token() {
 }
 
 #[tokio::test]
+async fn token_mints_only_for_allowed_resources_and_sends_nothing_otherwise() {
+    let app = spawn_app().await;
+    for resource in [
+        "https://management.azure.com",
+        "https://graph.microsoft.com",
+        "https://myaccount.blob.core.windows.net",
+        "https://vault.azure.net.evil.example",
+        "api://someone-else",
+    ] {
+        let (status, body) =
+            problem(app.get(&format!("/api/token?resource={resource}")).await).await;
+        assert_eq!(status, 403, "{resource}: {body}");
+        assert_eq!(body["type"], "TROUBLESHOOTING.md#resource-not-allowed");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("TOKEN_ALLOWED_RESOURCES")
+        );
+    }
+    assert!(
+        app.identity.received_requests().await.unwrap().is_empty(),
+        "no identity call for a refused resource"
+    );
+}
+
+#[tokio::test]
+async fn case_variants_share_one_cache_entry() {
+    let app = spawn_app().await;
+    Mock::given(query_param("api-version", "2019-08-01"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(token_body("https://storage.azure.com", 3600)),
+        )
+        .expect(1)
+        .mount(&app.identity)
+        .await;
+    let host = "storage.azure.com";
+    for i in 0..1500u32 {
+        // Flip the case of the scheme and host by the bits of i, and sometimes add a slash.
+        let flipped: String = format!("https://{host}")
+            .chars()
+            .enumerate()
+            .map(|(n, c)| {
+                if i >> (n % 24) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let resource = if i % 2 == 0 {
+            format!("{flipped}/")
+        } else {
+            flipped
+        };
+        let response = app.get(&format!("/api/token?resource={resource}")).await;
+        assert_eq!(response.status(), 200, "{resource}");
+    }
+    // One identity call (the mock's expect(1)) for 1,500 variants of one resource.
+}
+
+#[tokio::test]
 async fn token_for_a_user_assigned_identity() {
     let app = spawn_app().await;
     Mock::given(query_param("client_id", UA_CLIENT_ID))
@@ -255,7 +317,7 @@ async fn unconfigured_functions_name_the_missing_setting() {
     let app = spawn_app().await;
     for (path, setting) in [
         ("/api/secrets/app1-demo-secret", "KEYVAULT_URL"),
-        ("/api/blobs/okay", "STORAGE_ACCOUNT_URL"),
+        ("/api/blobs/app1-data", "STORAGE_ACCOUNT_URL"),
         ("/api/app2/api/whoami", "APP2_BASE_URL"),
     ] {
         let (status, body) = problem(app.get(path).await).await;

@@ -81,6 +81,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
             format!("{}/msi/token", identity.uri()),
         ),
         ("IDENTITY_HEADER".into(), IDENTITY_HEADER.into()),
+        // An app2 audience, so TOKEN_ALLOWED_RESOURCES' default includes it.
+        ("APP2_RESOURCE".into(), "api://app2".into()),
         // Short retries keep failure tests fast on real time.
         ("IDENTITY_MAX_RETRIES".into(), "1".into()),
         ("IDENTITY_DEADLINE_MS".into(), "5000".into()),

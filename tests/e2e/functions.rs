@@ -64,7 +64,13 @@ async fn secrets_metadata_versions_and_errors() {
         assert_eq!(body["name"], name);
         assert_eq!(body["enabled"], true);
         assert_eq!(body["content_type"], "text/plain");
-        assert_eq!(body["value_sha256"], hex_sha256(SEED_VALUE.as_bytes()));
+        // No fingerprint: an unsalted hash lets anyone guess a weak secret offline.
+        assert!(body.get("value_sha256").is_none(), "{mode}: {body}");
+        assert!(!got.text().contains(&hex_sha256(SEED_VALUE.as_bytes())));
+        assert!(
+            body["updated"].is_string(),
+            "{mode}: identified by version + updated"
+        );
         assert!(
             body.get("value").is_none(),
             "{mode}: values are hidden by default"
@@ -139,11 +145,160 @@ async fn blobs_round_trip_list_and_delete() {
         problem(&get(url.clone()).await, 404, "storage");
         problem(&send(Method::DELETE, url, None).await, 404, "storage");
         problem(
-            &get(format!("{base}/api/blobs/no-such-container")).await,
+            &get(format!("{base}/api/blobs/never-created")).await,
             404,
             "storage",
         );
     }
+}
+
+#[tokio::test]
+async fn blobs_reach_only_allow_listed_containers_and_audit_is_read_only() {
+    for (mode, base) in modes() {
+        // The host's own containers, and any other: refused before Storage is called.
+        for container in [
+            "azure-webjobs-secrets",
+            "deploymentpackage",
+            "no-such-container",
+        ] {
+            for (method, url) in [
+                (Method::GET, format!("{base}/api/blobs/{container}")),
+                (Method::GET, format!("{base}/api/blobs/{container}/x")),
+                (Method::PUT, format!("{base}/api/blobs/{container}/x")),
+                (Method::DELETE, format!("{base}/api/blobs/{container}/x")),
+            ] {
+                let got = send(method.clone(), url, Some(("text/plain", b"x".to_vec()))).await;
+                problem(&got, 403, "request");
+                assert_eq!(
+                    got.json()["type"],
+                    "TROUBLESHOOTING.md#container-not-allowed"
+                );
+                assert!(
+                    got.text().contains("BLOB_CONTAINERS"),
+                    "{mode}: {}",
+                    got.text()
+                );
+            }
+        }
+        // The audit container: listing works, writing and deleting do not.
+        let list = get(format!("{base}/api/blobs/audit")).await;
+        assert_eq!(list.status, 200, "{mode}: {}", list.text());
+        for method in [Method::PUT, Method::DELETE] {
+            let got = send(
+                method,
+                format!("{base}/api/blobs/audit/flow/forged.json"),
+                Some(("application/json", b"{}".to_vec())),
+            )
+            .await;
+            problem(&got, 403, "request");
+            assert_eq!(got.json()["type"], "TROUBLESHOOTING.md#container-read-only");
+        }
+    }
+}
+
+#[tokio::test]
+async fn listing_pages_with_max_and_a_marker() {
+    let base = &world().forward;
+    for i in 0..5 {
+        let put = send(
+            Method::PUT,
+            format!("{base}/api/blobs/okay/pages/{i}.txt"),
+            Some(("text/plain", b"p".to_vec())),
+        )
+        .await;
+        assert_eq!(put.status, 201);
+    }
+    let mut names = vec![];
+    let mut marker: Option<String> = None;
+    for _ in 0..10 {
+        let url = match &marker {
+            Some(m) => format!("{base}/api/blobs/okay?max=2&marker={}", urlencode(m)),
+            None => format!("{base}/api/blobs/okay?max=2"),
+        };
+        let page = get(url).await.json();
+        let blobs = page["blobs"].as_array().unwrap();
+        assert!(blobs.len() <= 2, "{page}");
+        names.extend(blobs.iter().map(|b| b["name"].as_str().unwrap().to_owned()));
+        match page["next_marker"].as_str() {
+            Some(m) => marker = Some(m.to_owned()),
+            None => break,
+        }
+    }
+    let pages: Vec<_> = names.iter().filter(|n| n.starts_with("pages/")).collect();
+    assert_eq!(pages.len(), 5, "{names:?}");
+    for bad in ["0", "5001", "-1", "x"] {
+        problem(
+            &get(format!("{base}/api/blobs/okay?max={bad}")).await,
+            400,
+            "request",
+        );
+    }
+}
+
+#[tokio::test]
+async fn downloads_cannot_become_pages_of_ours() {
+    for (mode, base) in modes() {
+        let url = format!("{base}/api/blobs/okay/xss-{mode}.html");
+        let html = b"<script>alert(document.domain)</script>".to_vec();
+        let put = send(Method::PUT, url.clone(), Some(("text/html", html))).await;
+        assert_eq!(put.status, 201, "{mode}: {}", put.text());
+        let got = get(url).await;
+        assert_eq!(got.status, 200, "{mode}");
+        assert_eq!(
+            got.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{mode}"
+        );
+        assert_eq!(
+            got.header("content-security-policy").as_deref(),
+            Some("default-src 'none'; sandbox"),
+            "{mode}"
+        );
+        assert!(
+            got.header("content-disposition")
+                .is_some_and(|d| d.starts_with("attachment")),
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blob_over_the_limit_is_refused_not_buffered() {
+    // Written straight to Azurite (the handler would refuse the upload), then read through the handler.
+    let base = &world().forward;
+    // The handler creates the container on its first write.
+    let seed = send(
+        Method::PUT,
+        format!("{base}/api/blobs/okay/seed.txt"),
+        Some(("text/plain", b"s".to_vec())),
+    )
+    .await;
+    assert_eq!(seed.status, 201);
+    let big = vec![b'b'; 1024 * 1024 + 10];
+    let token = world().storage_token();
+    let url = format!("{}/okay/too-big.bin", world().get("STORAGE_ACCOUNT_URL"));
+    let azurite = handler::http_client::build_with(
+        Some(std::path::Path::new(world().get("DEVSTACK_CA_CERT"))),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    let res = azurite
+        .put(url)
+        .bearer_auth(token)
+        .header("x-ms-version", "2025-01-05")
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let got = get(format!("{base}/api/blobs/okay/too-big.bin")).await;
+    problem(&got, 422, "request");
+    assert_eq!(got.json()["type"], "TROUBLESHOOTING.md#blob-too-large");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[tokio::test]
@@ -284,10 +439,9 @@ async fn flow_reports_every_step() {
             steps[0]["detail"]["token_claims"]["aud"],
             "https://vault.azure.net"
         );
-        assert_eq!(
-            steps[0]["detail"]["secret"]["value_sha256"],
-            hex_sha256(SEED_VALUE.as_bytes())
-        );
+        assert!(steps[0]["detail"]["secret"].get("value_sha256").is_none());
+        assert!(steps[0]["detail"]["secret"]["updated"].is_string());
+        assert!(!got.text().contains(&hex_sha256(SEED_VALUE.as_bytes())));
         assert_eq!(steps[1]["detail"]["audience"], w.get("APP2_RESOURCE"));
         assert_eq!(
             steps[1]["detail"]["app2_view"]["object_id"],

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 pub struct World {
     pub env: HashMap<String, String>,
+    /// A Storage token for app1, for tests that write to Azurite directly.
+    storage_token: String,
     pub forward: String,
     pub payload: String,
     pub hosts: Vec<actix_web::web::Data<HostShared>>,
@@ -19,6 +21,10 @@ pub struct World {
 impl World {
     pub fn get(&self, key: &str) -> &str {
         &self.env[key]
+    }
+
+    pub fn storage_token(&self) -> &str {
+        &self.storage_token
     }
 
     /// Every line both handlers have written so far.
@@ -31,6 +37,21 @@ impl World {
             .join("\n")
     }
 }
+
+/// The containers these tests' handlers may reach (`BLOB_CONTAINERS`): devstack's
+/// `app1-data` plus one per test, so tests never share blobs. `never-created`
+/// is allowed but absent, for the 404 path.
+pub const E2E_CONTAINERS: &[&str] = &[
+    "app1-data",
+    "e2e-forward",
+    "e2e-payload",
+    "okay",
+    "binary",
+    "binary-payload",
+    "interop",
+    "never-created",
+    "hostile",
+];
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +82,8 @@ pub fn world() -> &'static World {
                     env.push(("LOG_FORMAT".into(), "json".into()));
                     env.push(("RUST_LOG".into(), "trace".into()));
                     env.push(("MAX_BODY_BYTES".into(), (1024 * 1024).to_string()));
+                    env.retain(|(k, _)| k != "BLOB_CONTAINERS");
+                    env.push(("BLOB_CONTAINERS".into(), E2E_CONTAINERS.join(",")));
                     let host = FunctionsHost::start(HostOptions {
                         app_root: root(),
                         port: 0,
@@ -76,6 +99,7 @@ pub fn world() -> &'static World {
                 }
                 let world = World {
                     env: stack.env().into_iter().collect(),
+                    storage_token: stack.identity.storage_token_for_app1(),
                     forward: hosts[0].url.clone(),
                     payload: hosts[1].url.clone(),
                     hosts: hosts.iter().map(|h| h.shared.clone()).collect(),
@@ -111,10 +135,18 @@ pub fn client() -> reqwest::Client {
 pub struct Got {
     pub status: u16,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: bytes::Bytes,
 }
 
 impl Got {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
@@ -140,6 +172,7 @@ pub async fn send(method: reqwest::Method, url: String, body: Option<(&str, Vec<
     Got {
         status,
         content_type,
+        headers: res.headers().clone(),
         body: res.bytes().await.unwrap(),
     }
 }

@@ -66,6 +66,34 @@ fn node_version() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Creates `containers` in the account at `account_url` (an existing one is
+/// fine), with a Storage token for `identity`: what the Bicep does in Azure.
+pub async fn create_containers(
+    http: &reqwest::Client,
+    account_url: &str,
+    token: &str,
+    containers: &[&str],
+) -> anyhow::Result<()> {
+    for name in containers {
+        let res = http
+            .put(format!("{account_url}/{name}?restype=container"))
+            .bearer_auth(token)
+            .header("x-ms-version", "2025-01-05")
+            .header("Content-Length", "0")
+            .send()
+            .await?;
+        // 409 ContainerAlreadyExists is what a redeploy sees too.
+        if !(res.status().is_success() || res.status().as_u16() == 409) {
+            anyhow::bail!(
+                "creating container {name} in Azurite: {} {}",
+                res.status(),
+                res.text().await.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A running Azurite blob service.
 pub struct Azurite {
     child: Child,

@@ -68,6 +68,20 @@ pub struct IdentityState {
 }
 
 impl IdentityState {
+    /// A Storage token for app1's system identity, for devstack's own setup
+    /// (creating containers), signed like every other token it issues.
+    pub fn storage_token_for_app1(&self) -> String {
+        let world = self.world.read().unwrap();
+        let audience = issuer::Audience {
+            aud: "https://storage.azure.com".into(),
+            version: issuer::TokenVersion::V1,
+            roles: vec![],
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = issuer::access_token_claims(&world, &world.app1, &audience, now);
+        self.issuer.sign(&claims, audience.version)
+    }
+
     pub fn new(
         world: Arc<RwLock<World>>,
         issuer: Arc<Issuer>,

@@ -74,13 +74,7 @@ impl Issuer {
     }
 }
 
-pub fn v1_issuer(tenant: &str) -> String {
-    format!("https://sts.windows.net/{tenant}/")
-}
-
-pub fn v2_issuer(tenant: &str) -> String {
-    format!("https://login.microsoftonline.com/{tenant}/v2.0")
-}
+pub use app2::jwt::{v1_issuer, v2_issuer};
 
 /// Resolves a v1 resource the way Entra does, or `None` for an unknown resource
 /// (Entra's AADSTS500011).

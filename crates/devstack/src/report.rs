@@ -35,13 +35,13 @@ pub fn render(body: &Value, status: u16, color: bool) -> String {
         } else {
             match step["name"].as_str() {
                 Some("keyvault") => format!(
-                    "read {} (version {}, sha256 {}…) as {} {}; token aud {} oid {}",
+                    "read {} (version {}…, updated {}) as {} {}; token aud {} oid {}",
                     s(&d["secret"]["name"]),
-                    s(&d["secret"]["version"]),
-                    s(&d["secret"]["value_sha256"])
+                    s(&d["secret"]["version"])
                         .chars()
-                        .take(12)
+                        .take(8)
                         .collect::<String>(),
+                    s(&d["secret"]["updated"]),
                     s(&d["identity"]["source"]),
                     s(&d["identity"]["selector"]),
                     s(&d["token_claims"]["aud"]),

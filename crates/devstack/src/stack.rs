@@ -18,6 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 /// The seed secrets used when no file is given.
+/// The container app1's callers may use (`BLOB_CONTAINERS`), as in the Bicep.
+pub const DATA_CONTAINER: &str = "app1-data";
+/// Where `flow` writes its records (`AUDIT_CONTAINER`), as in the Bicep.
+pub const AUDIT_CONTAINER: &str = "audit";
+/// The containers devstack creates in Azurite at start, as the Bicep does in Azure.
+pub const APP_CONTAINERS: &[&str] = &[DATA_CONTAINER, AUDIT_CONTAINER];
+
 pub const DEFAULT_SEED: &str = include_str!("../seed/secrets.json");
 
 /// Ports to listen on; 0 picks a free one.
@@ -89,6 +96,21 @@ pub struct Stack {
     pub scenario: Option<Scenario>,
     servers: Vec<ServerHandle>,
     azurite: Option<Azurite>,
+}
+
+/// app2's settings in this world, as App Service with EasyAuth on would give them.
+pub fn app2_settings(world: &World, authority: &str) -> app2::Settings {
+    app2::Settings {
+        port: 0,
+        required_role: app2::DEFAULT_REQUIRED_ROLE.into(),
+        auth: app2::AuthSettings {
+            tenant_id: world.tenant_id.clone(),
+            client_id: world.app2.client_id.clone(),
+            app_id_uri: world.app2.app_id_uri.clone(),
+            authority: authority.to_owned(),
+            easyauth_enabled: true,
+        },
+    }
 }
 
 /// Runs one stand-in on its own 2-worker server, over TLS when given a config.
@@ -175,11 +197,10 @@ impl Stack {
             Some(tls.server_config()?),
         )?);
 
-        // app2, reachable only through the gate.
-        let app2 = app2::Application::build(app2::Settings {
-            port: 0,
-            required_role: app2::DEFAULT_REQUIRED_ROLE.into(),
-        })?;
+        // app2, reachable only through the gate, set up as the platform sets up
+        // an app with EasyAuth on: WEBSITE_AUTH_ENABLED=True, and its own
+        // registration to validate tokens against (discovery at our issuer).
+        let app2 = app2::Application::build(app2_settings(&initial, &identity_url))?;
         let app2_url = format!("http://127.0.0.1:{}", app2.port());
         servers.push(app2.handle());
         tokio::spawn(app2.run_until_stopped());
@@ -237,6 +258,10 @@ impl Stack {
                 a.port, options.world.storage_account
             )
         });
+        if let Some(url) = &storage_url {
+            let token = identity.storage_token_for_app1();
+            azurite::create_containers(&tls.client()?, url, &token, APP_CONTAINERS).await?;
+        }
 
         Ok(Self {
             world,
@@ -292,6 +317,7 @@ impl Stack {
         if let Some(url) = &self.storage_url {
             env.push(("STORAGE_ACCOUNT_URL", url.clone()));
         }
+        env.push(("BLOB_CONTAINERS", DATA_CONTAINER.to_owned()));
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 
@@ -309,7 +335,7 @@ impl Stack {
             "true".into(),
         ));
         env.push(("FLOW_SECRET_NAME".into(), self.seed_secret.clone()));
-        env.push(("AUDIT_CONTAINER".into(), "audit".into()));
+        env.push(("AUDIT_CONTAINER".into(), AUDIT_CONTAINER.into()));
         if let Some(scenario) = self.scenario {
             env.extend(scenario.handler_env(&self.world.read().unwrap()));
         }

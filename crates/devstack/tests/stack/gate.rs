@@ -203,7 +203,7 @@ async fn e1_e2_e3_unauthenticated_actions() {
     let (status, body, headers) = whoami(&s, None, &[]).await;
     assert_eq!(status, 401, "E3: app2 was invoked and saw no principal");
     assert_eq!(headers["content-type"], "application/problem+json");
-    assert!(body.contains("no authenticated caller"));
+    assert!(body.contains("no bearer token"), "{body}");
 }
 
 #[tokio::test]
@@ -344,4 +344,160 @@ async fn gate_config_is_read_from_a_real_authsettings_v2_document() {
     // The same document without the ARM `properties` wrapper.
     let bare = devstack::easyauth::GateConfig::from_auth_settings(&doc["properties"]).unwrap();
     assert_eq!(bare, config);
+}
+
+/// Straight at app2's port, as if EasyAuth were off, misconfigured or bypassed.
+async fn app2_direct(s: &Stack, token: Option<&str>, principal: Option<&str>) -> (u16, Value) {
+    let mut req = http().get(format!("{}/api/whoami", s.app2_url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(p) = principal {
+        req = req.header("X-MS-CLIENT-PRINCIPAL", p);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    if status == 401 {
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn forged_principal(app_id: &str, oid: &str) -> String {
+    STANDARD.encode(
+        json!({"auth_typ": "aad", "claims": [
+            {"typ": "appid", "val": app_id},
+            {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": oid},
+            {"typ": "roles", "val": "App2.Access"}
+        ]})
+        .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn app2_refuses_a_forged_principal_without_a_valid_token() {
+    let s = stack().await;
+    let w = world(&s);
+    let forged = forged_principal(&w.app1.client_id, &w.app1.object_id);
+    let (status, body) = app2_direct(&s, None, Some(&forged)).await;
+    assert_eq!(
+        status, 401,
+        "a principal header alone is not trusted: {body}"
+    );
+    let expired = app2_token(&s, TokenVersion::V1, |c| {
+        c["exp"] = json!(time::OffsetDateTime::now_utc().unix_timestamp() - 3600);
+    });
+    let (status, _) = app2_direct(&s, Some(&expired), Some(&forged)).await;
+    assert_eq!(status, 401, "nor is it with an expired token");
+}
+
+#[tokio::test]
+async fn app2_validates_the_token_itself() {
+    let s = stack().await;
+    let w = world(&s);
+    let good = app2_token(&s, TokenVersion::V1, |_| {});
+    assert_eq!(
+        app2_direct(&s, Some(&good), None).await.0,
+        200,
+        "v1, App ID URI audience"
+    );
+    let v2 = app2_token(&s, TokenVersion::V2, |_| {});
+    assert_eq!(
+        app2_direct(&s, Some(&v2), None).await.0,
+        200,
+        "v2, client id audience"
+    );
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let other_tenant = "99999999-9999-4999-8999-999999999999";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "wrong audience",
+            app2_token(&s, TokenVersion::V1, |c| {
+                c["aud"] = json!("https://vault.azure.net")
+            }),
+        ),
+        (
+            "another tenant's issuer",
+            app2_token(&s, TokenVersion::V1, |c| {
+                c["iss"] = json!(format!("https://sts.windows.net/{other_tenant}/"));
+            }),
+        ),
+        (
+            "expired beyond the skew",
+            app2_token(&s, TokenVersion::V1, |c| c["exp"] = json!(now - 120)),
+        ),
+        (
+            "not yet valid",
+            app2_token(&s, TokenVersion::V1, |c| c["nbf"] = json!(now + 600)),
+        ),
+        ("tampered", {
+            let t = app2_token(&s, TokenVersion::V1, |_| {});
+            let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+            let mut claims: Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+            claims["roles"] = json!(["App2.Admin", "App2.Access"]);
+            parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+            parts.join(".")
+        }),
+        ("alg none", {
+            let t = app2_token(&s, TokenVersion::V1, |_| {});
+            let payload = t.split('.').nth(1).unwrap().to_owned();
+            format!(
+                "{}.{payload}.",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+            )
+        }),
+        ("signed by another key", {
+            let stranger = Issuer::generate().unwrap();
+            let mut audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
+            audience.roles = vec!["App2.Access".into()];
+            stranger.sign(
+                &access_token_claims(&w, &w.app1, &audience, now),
+                TokenVersion::V1,
+            )
+        }),
+        ("garbage", "not.a.jwt".into()),
+    ];
+    for (name, token) in cases {
+        let (status, body) = app2_direct(&s, Some(&token), None).await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert!(
+            !body.to_string().contains(&token),
+            "{name}: the token is not echoed"
+        );
+    }
+
+    let no_role = app2_token(&s, TokenVersion::V1, |c| {
+        c.as_object_mut()
+            .unwrap()
+            .remove("roles")
+            .map(|_| ())
+            .unwrap_or(())
+    });
+    let (status, body) = app2_direct(&s, Some(&no_role), None).await;
+    assert_eq!(status, 403, "the role is app2's own check: {body}");
+    assert_eq!(body["required_role"], "App2.Access");
+}
+
+#[tokio::test]
+async fn app2_requires_the_easyauth_principal_to_match_the_token() {
+    let s = stack().await;
+    let w = world(&s);
+    let token = app2_token(&s, TokenVersion::V1, |_| {});
+    let same = forged_principal(&w.app1.client_id, &w.app1.object_id);
+    assert_eq!(app2_direct(&s, Some(&token), Some(&same)).await.0, 200);
+    for (app, oid) in [
+        ("attacker-app", w.app1.object_id.as_str()),
+        (
+            w.app1.client_id.as_str(),
+            "00000000-0000-4000-8000-000000000000",
+        ),
+    ] {
+        let other = forged_principal(app, oid);
+        let (status, body) = app2_direct(&s, Some(&token), Some(&other)).await;
+        assert_eq!(status, 401, "{app}/{oid}: {body}");
+    }
+    let (status, _) = app2_direct(&s, Some(&token), Some("!!not base64!!")).await;
+    assert_eq!(status, 401);
 }
