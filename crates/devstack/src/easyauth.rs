@@ -109,7 +109,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 pub async fn gate(req: HttpRequest, body: web::Bytes, state: web::Data<GateState>) -> HttpResponse {
     let config = state.config.read().unwrap().clone();
-    let path = req.path().to_owned();
+    // The excluded-path rule and the forwarded request use one normalized path,
+    // or `/api/health/%2e%2e/whoami` would pass as excluded and reach /api/whoami.
+    let path = crate::http_path::normalize(req.path());
     let excluded = config.excluded_paths.iter().any(|p| {
         path.eq_ignore_ascii_case(p)
             || path
@@ -118,7 +120,7 @@ pub async fn gate(req: HttpRequest, body: web::Bytes, state: web::Data<GateState
     });
 
     if !config.enabled || excluded {
-        return forward(&req, body, &state, None).await;
+        return forward(&req, &path, body, &state, None).await;
     }
 
     let bearer = req
@@ -135,7 +137,7 @@ pub async fn gate(req: HttpRequest, body: web::Bytes, state: web::Data<GateState
             config.require_authentication,
             config.unauthenticated_action.as_str(),
         ) {
-            (false, _) | (_, "AllowAnonymous") => forward(&req, body, &state, None).await,
+            (false, _) | (_, "AllowAnonymous") => forward(&req, &path, body, &state, None).await,
             (_, "Return403") => HttpResponse::Forbidden()
                 .content_type("text/plain")
                 .body(DENIED),
@@ -221,7 +223,7 @@ pub async fn gate(req: HttpRequest, body: web::Bytes, state: web::Data<GateState
             .content_type("text/plain")
             .body(DENIED);
     }
-    forward(&req, body, &state, Some(&claims)).await
+    forward(&req, &path, body, &state, Some(&claims)).await
 }
 
 fn unauthorized(
@@ -291,15 +293,15 @@ pub fn client_principal(claims: &serde_json::Map<String, Value>) -> Value {
 
 async fn forward(
     req: &HttpRequest,
+    path: &str,
     body: web::Bytes,
     state: &GateState,
     claims: Option<&serde_json::Map<String, Value>>,
 ) -> HttpResponse {
-    let url = format!(
-        "{}{}",
-        state.upstream,
-        req.uri().path_and_query().map_or("/", |p| p.as_str())
-    );
+    let url = match req.uri().query() {
+        Some(query) => format!("{}{path}?{query}", state.upstream),
+        None => format!("{}{path}", state.upstream),
+    };
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .unwrap_or(reqwest::Method::GET);
     let mut out = state.http.request(method, url);

@@ -64,7 +64,19 @@ pub struct IdentityState {
     /// `http://127.0.0.1:<port>`, the base of the discovery URLs.
     pub authority: String,
     faults: Mutex<Vec<FaultPlan>>,
-    requests: Mutex<Vec<RecordedRequest>>,
+    /// The last [`MAX_RECORDED_REQUESTS`] token requests, oldest first.
+    requests: Mutex<VecDeque<RecordedRequest>>,
+}
+
+/// How many token requests the log keeps: a caller looping on the endpoint
+/// must not grow devstack's memory.
+pub const MAX_RECORDED_REQUESTS: usize = 1000;
+
+/// `a == b` in time that does not depend on where they differ, for secrets
+/// (the identity header, the legacy secret) that a caller may probe.
+pub fn secret_eq(a: Option<&str>, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.is_some_and(|a| bool::from(a.as_bytes().ct_eq(b.as_bytes())))
 }
 
 impl IdentityState {
@@ -196,7 +208,11 @@ async fn token(
         .into_owned()
         .collect();
     let response = answer(&req, &state, protocol, &query).await;
-    state.requests.lock().unwrap().push(RecordedRequest {
+    let mut log = state.requests.lock().unwrap();
+    if log.len() == MAX_RECORDED_REQUESTS {
+        log.pop_front();
+    }
+    log.push_back(RecordedRequest {
         path: req.path().to_owned(),
         raw_query: req.query_string().to_owned(),
         query,
@@ -207,6 +223,7 @@ async fn token(
             .collect(),
         status: response.status().as_u16(),
     });
+    drop(log);
     response
 }
 
@@ -220,9 +237,9 @@ async fn answer(
     let (api_version, auth_ok) = match protocol {
         Protocol::V2019 => (
             "2019-08-01",
-            header("X-IDENTITY-HEADER") == Some(&state.identity_header),
+            secret_eq(header("X-IDENTITY-HEADER"), &state.identity_header),
         ),
-        Protocol::V2017 => ("2017-09-01", header("secret") == Some(&state.msi_secret)),
+        Protocol::V2017 => ("2017-09-01", secret_eq(header("secret"), &state.msi_secret)),
         Protocol::Imds => ("2018-02-01", header("Metadata") == Some("true")),
     };
     if !auth_ok {
@@ -461,4 +478,18 @@ async fn clear_requests(state: web::Data<IdentityState>) -> HttpResponse {
 
 async fn get_world(state: web::Data<IdentityState>) -> HttpResponse {
     HttpResponse::Ok().json(&*state.world.read().unwrap())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_eq;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(secret_eq(Some("header-value"), "header-value"));
+        assert!(!secret_eq(Some("header-valuE"), "header-value"));
+        assert!(!secret_eq(Some("header-value-longer"), "header-value"));
+        assert!(!secret_eq(Some(""), "header-value"));
+        assert!(!secret_eq(None, "header-value"));
+    }
 }

@@ -13,6 +13,7 @@
 //! | [`stack`] | starts and stops all of it, writes the env file |
 //! | [`scenario`] | the classic failures, one at a time |
 //! | [`host`] | the Functions host stand-in |
+//! | [`http_path`] | one normalized path for routing, auth and dispatch |
 //! | [`demo`] | `devstack demo`: the flow once, in a world of its own |
 //!
 //! None of this ships in `handler`: it is test and development infrastructure.
@@ -22,6 +23,7 @@ pub mod conformance;
 pub mod demo;
 pub mod easyauth;
 pub mod host;
+pub mod http_path;
 pub mod identity_endpoint;
 pub mod issuer;
 pub mod keyvault;

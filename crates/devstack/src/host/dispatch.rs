@@ -74,7 +74,10 @@ pub async fn front_door(
     }
     let body = buf.freeze();
     let prefix = &host.app.host.route_prefix;
-    let path = req.path();
+    // Decide and dispatch on one path: dot segments (in any encoding) are
+    // resolved first, as Kestrel does.
+    let normalized = crate::http_path::normalize(req.path());
+    let path = normalized.as_str();
     let relative = if prefix.is_empty() {
         Some(path.trim_start_matches('/'))
     } else {
@@ -156,7 +159,7 @@ pub async fn front_door(
             )
             .await
         } else {
-            forward(&req, &body, port, &invocation_id, &host).await
+            forward(&req, path, &body, port, &invocation_id, &host).await
         }
     };
     let timeout = host
@@ -187,9 +190,11 @@ fn key_level(req: &HttpRequest, host: &HostShared) -> Option<AuthLevel> {
                 .find(|(k, _)| k == "code")
                 .map(|(_, v)| v)
         })?;
-    if key == host.keys.master {
+    // Constant time: a caller must not learn a key byte by byte from timings.
+    let eq = |k: &str| crate::identity_endpoint::secret_eq(Some(&key), k);
+    if eq(&host.keys.master) {
         Some(AuthLevel::Admin)
-    } else if key == host.keys.function {
+    } else if eq(&host.keys.function) {
         Some(AuthLevel::Function)
     } else {
         None
@@ -198,12 +203,13 @@ fn key_level(req: &HttpRequest, host: &HostShared) -> Option<AuthLevel> {
 
 async fn forward(
     req: &HttpRequest,
+    path: &str,
     body: &web::Bytes,
     port: u16,
     invocation_id: &str,
     host: &HostShared,
 ) -> HttpResponse {
-    let mut url = format!("http://127.0.0.1:{port}{}", req.uri().path());
+    let mut url = format!("http://127.0.0.1:{port}{path}");
     let query = rebuilt_query(req.query_string());
     if !query.is_empty() {
         url.push('?');

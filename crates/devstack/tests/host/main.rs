@@ -651,3 +651,53 @@ async fn host_mode_override_sends_payloads_for_http_functions() {
     assert_eq!(e["function"], "getonly");
     host.stop().await;
 }
+
+/// Sends `GET {path}` exactly as written (reqwest would resolve dot segments
+/// before sending) and returns the status and the raw response.
+async fn raw_get(host: &FunctionsHost, path: &str) -> (u16, String) {
+    let addr = host.url.trim_start_matches("http://").to_owned();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, text)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn route_and_key_checks_use_the_path_that_is_dispatched() {
+    let (host, _f) = start(&AppSpec::default(), HostMode::FromHostJson, true, "").await;
+    assert!(host.ready(Duration::from_secs(20)).await);
+    // Each resolves to a function that needs a key: without one, 401.
+    for path in [
+        "/api/anon/../getonly",
+        "/api/anon/%2e%2e/getonly",
+        "/api/anon/%2E%2E/adminfn",
+        "/api/anon/.%2e/getonly",
+        "/api/echo/x/../../getonly",
+    ] {
+        let (status, text) = raw_get(&host, path).await;
+        assert_eq!(status, 401, "{path}: {text}");
+    }
+    // And the key check is the dispatched function's: anon stays anonymous.
+    let (status, text) = raw_get(&host, "/api/getonly/../anon").await;
+    assert_eq!(status, 200, "{text}");
+    let keys = host.keys().clone();
+    let (status, text) = raw_get(
+        &host,
+        &format!("/api/anon/%2e%2e/echo/seen?code={}", keys.function),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("/api/echo/seen"),
+        "dispatched as routed: {text}"
+    );
+    host.stop().await;
+}

@@ -501,3 +501,36 @@ async fn app2_requires_the_easyauth_principal_to_match_the_token() {
     let (status, _) = app2_direct(&s, Some(&token), Some("!!not base64!!")).await;
     assert_eq!(status, 401);
 }
+
+#[actix_web::test]
+async fn excluded_paths_cannot_smuggle_a_request_past_the_gate() {
+    // An actix test service over the stack's gate: the path reaches the gate
+    // exactly as written, as a raw client would send it.
+    let s = stack().await;
+    let gate = actix_web::test::init_service(
+        actix_web::App::new()
+            .app_data(s.gate.clone())
+            .configure(devstack::easyauth::configure),
+    )
+    .await;
+    for path in [
+        "/api/health/%2e%2e/whoami",
+        "/api/health/%2E%2E/whoami",
+        "/api/health/../whoami",
+        "/api/health/.%2e/whoami",
+    ] {
+        let req = actix_web::test::TestRequest::get().uri(path).to_request();
+        let res = actix_web::test::call_service(&gate, req).await;
+        assert_eq!(res.status(), 401, "{path}");
+        let body = actix_web::test::read_body(res).await;
+        assert_eq!(
+            body, DENIED,
+            "{path}: the gate refused it, app2 never saw it"
+        );
+    }
+    let req = actix_web::test::TestRequest::get()
+        .uri("/api/whoami/%2e%2e/health")
+        .to_request();
+    let res = actix_web::test::call_service(&gate, req).await;
+    assert_eq!(res.status(), 200, "resolves to the excluded /api/health");
+}

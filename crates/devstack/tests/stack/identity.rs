@@ -441,3 +441,38 @@ async fn x1_handler_provider_gets_an_app2_token() {
         .unwrap();
     assert_eq!(recorded[0]["query"]["resource"], w.app2.app_id_uri);
 }
+
+#[tokio::test]
+async fn the_request_log_is_bounded() {
+    let s = stack().await;
+    let n = devstack::identity_endpoint::MAX_RECORDED_REQUESTS + 50;
+    let client = http();
+    for i in 0..n {
+        // A wrong header: answered at once, logged all the same.
+        let res = client
+            .get(format!(
+                "{}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net&i={i}",
+                s.identity_url
+            ))
+            .header("X-IDENTITY-HEADER", "wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+    }
+    let recorded: Value = http()
+        .get(format!("{}/admin/requests", s.identity_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let log = recorded.as_array().unwrap();
+    assert_eq!(
+        log.len(),
+        devstack::identity_endpoint::MAX_RECORDED_REQUESTS
+    );
+    // The newest are kept.
+    assert_eq!(log.last().unwrap()["query"]["i"], (n - 1).to_string());
+}
