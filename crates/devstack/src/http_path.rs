@@ -46,16 +46,15 @@ fn decode_unreserved(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = path
+        if bytes[i] == b'%'
+            && let Some(b) = path
                 .get(i + 1..i + 3)
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                && (b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            {
-                out.push(b as char);
-                i += 3;
-                continue;
-            }
+            && (b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            out.push(b as char);
+            i += 3;
+            continue;
         }
         // Copy one whole UTF-8 character.
         let ch = path[i..].chars().next().expect("in bounds");
