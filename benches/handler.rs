@@ -213,4 +213,56 @@ async fn main() {
     );
     let _ = child.kill();
     let _ = child.wait();
+
+    // 5. Payload mode: the largest envelope the handler accepts (a blob PUT
+    // whose base64 body decodes to just under MAX_BODY_BYTES, 10 MiB), in a
+    // fresh process so its peak RSS is this envelope's alone.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    while client.get(format!("{url}/")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (idle, _) = rss_kib(child.id());
+    let raw = vec![0xA5u8; 10 * 1024 * 1024 - 1024];
+    let envelope = json!({"Data": {"req": {
+        "Method": "PUT", "Params": {"container": "app1-data", "name": "big.bin"},
+        "Headers": {"Content-Type": ["application/octet-stream"]},
+        "Body": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw),
+    }}, "Metadata": {}})
+    .to_string();
+    let size = envelope.len();
+    let started = Instant::now();
+    let res = client
+        .post(format!("{url}/blobs"))
+        .header("content-type", "application/json")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    let reply: serde_json::Value = res.json().await.unwrap();
+    let elapsed = started.elapsed();
+    let (_, peak) = rss_kib(child.id());
+    // Storage is not configured here: the function parsed, decoded and checked
+    // the whole envelope, then answered 503 not-configured.
+    println!(
+        "payload mode, largest accepted envelope ({:.1} MB): answered {} in {:.0} ms; RSS {:.1} MiB idle, peak {:.1} MiB",
+        size as f64 / 1e6,
+        reply["Outputs"]["res"]["statusCode"],
+        elapsed.as_secs_f64() * 1000.0,
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -13,6 +13,10 @@ pub struct World {
     pub env: HashMap<String, String>,
     /// A Storage token for app1, for tests that write to Azurite directly.
     storage_token: String,
+    /// app2's own port, behind the gate (for tests that bypass it).
+    pub app2_direct: String,
+    /// Every function and master key of both hosts: none may ever leak.
+    pub keys: Vec<String>,
     pub forward: String,
     pub payload: String,
     pub hosts: Vec<actix_web::web::Data<HostShared>>,
@@ -100,6 +104,11 @@ pub fn world() -> &'static World {
                 let world = World {
                     env: stack.env().into_iter().collect(),
                     storage_token: stack.identity.storage_token_for_app1(),
+                    app2_direct: stack.app2_url.clone(),
+                    keys: hosts
+                        .iter()
+                        .flat_map(|h| [h.keys().function.clone(), h.keys().master.clone()])
+                        .collect(),
                     forward: hosts[0].url.clone(),
                     payload: hosts[1].url.clone(),
                     hosts: hosts.iter().map(|h| h.shared.clone()).collect(),

@@ -4,6 +4,7 @@
 mod demo;
 mod functions;
 mod helpers;
+mod hostile;
 mod interop;
 mod keyvault;
 mod scenarios;

@@ -52,6 +52,9 @@ struct Shared {
     restart: Notify,
     shutdown: AtomicBool,
     shutdown_notify: Notify,
+    /// The running handler's process id (0 while none runs), for tests that
+    /// measure its memory.
+    pid: std::sync::atomic::AtomicU32,
 }
 
 /// What the worker needs to start the handler.
@@ -172,6 +175,11 @@ impl Worker {
         self.shared.console.lock().unwrap().clone()
     }
 
+    /// The process id of the handler now running, if one is.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.shared.pid.load(std::sync::atomic::Ordering::SeqCst)).filter(|p| *p != 0)
+    }
+
     /// The environment of each start so far (tests check the injected variables).
     pub fn starts(&self) -> Vec<BTreeMap<String, String>> {
         self.shared.starts.lock().unwrap().clone()
@@ -224,6 +232,9 @@ async fn supervise(spec: LaunchSpec, status: watch::Sender<Status>, shared: Arc<
                 return;
             }
         };
+        shared
+            .pid
+            .store(child.id().unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
         pipe_console(&mut child, shared.clone());
 
         // Readiness: any HTTP answer on GET / (404 included) within the timeout.
