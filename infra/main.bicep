@@ -2,6 +2,17 @@
 // Rust custom handler) calling Key Vault, Blob Storage and app2, an App Service
 // behind EasyAuth. Deploy twice: once to create everything, then again (from
 // infra/graph.sh) with app1ClientId and app2ClientId to configure EasyAuth.
+//
+// Least privilege (the README's "what each identity can reach"):
+// * the host's storage (AzureWebJobsStorage and the deployment package) is an
+//   account of its own, reached only by a host identity of its own;
+// * the handler's identity (system-assigned, or the optional user-assigned one)
+//   reaches the app's data account only: Storage Blob Data Contributor on the
+//   data container, and a custom read/create role (no delete) on the audit
+//   container; plus Key Vault Secrets User on the vault.
+//
+// Redeploys are idempotent: every name and role assignment id is derived from
+// stable inputs, and the seed secret is written only when a value is passed.
 
 @description('Short prefix for resource names (lower case letters and digits).')
 @minLength(3)
@@ -19,15 +30,19 @@ param app2ClientId string = ''
 @description('The client id (appId) of app1\'s identity, allowed to call app2 (set by infra/graph.sh).')
 param app1ClientId string = ''
 
-@description('The seed secret app1 reads in the flow.')
+@description('The seed secret app1 reads in the flow. Pass it on the first deployment only: empty leaves the secret as it is, so a redeploy never adds a version.')
 @secure()
-param seedSecretValue string = newGuid()
+param seedSecretValue string = ''
 
 param auditContainer string = 'audit'
+@description('The container callers may read and write through /api/blobs (BLOB_CONTAINERS).')
+param dataContainer string = 'app1-data'
 param flowSecretName string = 'app1-demo-secret'
 
 var suffix = uniqueString(resourceGroup().id)
-var storageName = take('${prefix}${suffix}', 24)
+// The host's own account (AzureWebJobsStorage, deployment package) and the app's data account.
+var hostStorageName = take('${prefix}h${suffix}', 24)
+var dataStorageName = take('${prefix}d${suffix}', 24)
 var vaultName = take('${prefix}-kv-${suffix}', 24)
 var app1Name = '${prefix}-app1-${suffix}'
 var app2Name = '${prefix}-app2-${suffix}'
@@ -40,31 +55,54 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 }
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: storageName
+var storageProperties = {
+  minimumTlsVersion: 'TLS1_2'
+  allowBlobPublicAccess: false
+  allowSharedKeyAccess: false
+  supportsHttpsTrafficOnly: true
+}
+
+// The Functions host's account: its locks and keys (azure-webjobs-*) and the
+// package the next cold start runs. Nothing of the handler's lives here.
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: hostStorageName
   location: location
   sku: { name: 'Standard_LRS' }
   kind: 'StorageV2'
-  properties: {
-    minimumTlsVersion: 'TLS1_2'
-    allowBlobPublicAccess: false
-    allowSharedKeyAccess: false
-    supportsHttpsTrafficOnly: true
-  }
+  properties: storageProperties
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
-  parent: storage
+resource hostBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: hostStorage
   name: 'default'
 }
 
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
+  parent: hostBlobService
   name: 'deploymentpackage'
 }
 
+// The app's data account: what callers reach through /api/blobs, and the audit trail.
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: dataStorageName
+  location: location
+  sku: { name: 'Standard_LRS' }
+  kind: 'StorageV2'
+  properties: storageProperties
+}
+
+resource dataBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource data 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: dataBlobService
+  name: dataContainer
+}
+
 resource audit 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
+  parent: dataBlobService
   name: auditContainer
 }
 
@@ -86,6 +124,13 @@ resource userAssigned 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-
   location: location
 }
 
+// The host's identity: host storage and the deployment package, nothing else.
+// Attached to app1, but the handler never selects it by default.
+resource hostIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${prefix}-app1-host-${suffix}'
+  location: location
+}
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: vaultName
   location: location
@@ -98,7 +143,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-resource seedSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+resource seedSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(seedSecretValue)) {
   parent: vault
   name: flowSecretName
   properties: { value: seedSecretValue, contentType: 'text/plain' }
@@ -136,6 +181,10 @@ resource app2 'Microsoft.Web/sites@2024-04-01' = {
       appSettings: [
         { name: 'REQUIRED_ROLE', value: 'App2.Access' }
         { name: 'WEBSITE_AUTH_AAD_ALLOWED_TENANTS', value: tenantId }
+        // app2 validates every token itself (defence in depth behind EasyAuth);
+        // until graph.sh sets app2ClientId it refuses to start.
+        { name: 'APP2_TENANT_ID', value: tenantId }
+        { name: 'APP2_CLIENT_ID', value: app2ClientId }
       ]
     }
   }
@@ -149,12 +198,16 @@ resource app2Auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(app2Clien
 }
 
 var app1Settings = concat([
-  { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+  // Identity-based host storage with the host's own identity (Flex Consumption).
+  { name: 'AzureWebJobsStorage__accountName', value: hostStorage.name }
+  { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+  { name: 'AzureWebJobsStorage__clientId', value: hostIdentity.properties.clientId }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
   { name: 'LOG_FORMAT', value: 'json' }
   { name: 'RUST_LOG', value: 'info' }
   { name: 'KEYVAULT_URL', value: vault.properties.vaultUri }
-  { name: 'STORAGE_ACCOUNT_URL', value: 'https://${storage.name}.blob.${environment().suffixes.storage}' }
+  { name: 'STORAGE_ACCOUNT_URL', value: 'https://${dataStorage.name}.blob.${environment().suffixes.storage}' }
+  { name: 'BLOB_CONTAINERS', value: dataContainer }
   { name: 'AUDIT_CONTAINER', value: auditContainer }
   { name: 'FLOW_SECRET_NAME', value: flowSecretName }
   { name: 'APP2_BASE_URL', value: 'https://${app2.properties.defaultHostName}' }
@@ -167,11 +220,14 @@ resource app1 'Microsoft.Web/sites@2024-04-01' = {
   name: app1Name
   location: location
   kind: 'functionapp,linux'
-  identity: useUserAssignedIdentity ? {
+  identity: {
     type: 'SystemAssigned, UserAssigned'
-    userAssignedIdentities: { '${userAssigned.id}': {} }
-  } : {
-    type: 'SystemAssigned'
+    userAssignedIdentities: useUserAssignedIdentity ? {
+      '${hostIdentity.id}': {}
+      '${userAssigned.id}': {}
+    } : {
+      '${hostIdentity.id}': {}
+    }
   }
   properties: {
     serverFarmId: app1Plan.id
@@ -180,12 +236,20 @@ resource app1 'Microsoft.Web/sites@2024-04-01' = {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
-          authentication: { type: 'SystemAssignedIdentity' }
+          value: '${hostStorage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: hostIdentity.id
+          }
         }
       }
       scaleAndConcurrency: { maximumInstanceCount: 40, instanceMemoryMB: 2048 }
-      // Flex Consumption: the custom handler runtime (FUNCTIONS_WORKER_RUNTIME is not used here).
+      // Flex Consumption: the custom handler runtime, as Core Tools' stacks.json and
+      // Az.Functions' FunctionsStackFlexData/*/custom.json give it (FC1). On Flex,
+      // FUNCTIONS_WORKER_RUNTIME and WEBSITE_RUN_FROM_PACKAGE must not be set: a
+      // stale FUNCTIONS_WORKER_RUNTIME is behind "WorkerConfig for runtime: custom
+      // not found" after redeploys (azure-functions-core-tools#3461), so the app
+      // settings below are always the complete list.
       runtime: { name: 'custom', version: '1.0' }
     }
     siteConfig: {
@@ -208,9 +272,34 @@ resource kvSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource auditContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(audit.id, callerPrincipalId, roles.storageBlobDataContributor)
-  scope: audit
+// Read, create and overwrite-by-the-API blobs, but never delete: the audit
+// trail's role. (The handler also writes with If-None-Match: *.)
+resource auditAppender 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'app1-audit-appender')
+  properties: {
+    roleName: 'App1 Audit Appender (${resourceGroup().name})'
+    description: 'Read and create blobs in app1\'s audit container; no delete.'
+    type: 'CustomRole'
+    assignableScopes: [ resourceGroup().id ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+        ]
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+// The handler's identity: the data container only.
+resource dataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(data.id, callerPrincipalId, roles.storageBlobDataContributor)
+  scope: data
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
     principalId: callerPrincipalId
@@ -218,13 +307,26 @@ resource auditContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-// The Functions host's own storage (AzureWebJobsStorage, Flex deployment) uses the system identity.
+// ... and the audit container, read and create only.
+resource auditWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(audit.id, callerPrincipalId, auditAppender.id)
+  scope: audit
+  properties: {
+    roleDefinitionId: auditAppender.id
+    principalId: callerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The host's identity: Storage Blob Data Owner on the host account, as the
+// Functions docs require for AzureWebJobsStorage; it also covers the
+// deployment container. The handler's identity has no role here.
 resource hostStorageOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, app1.id, roles.storageBlobDataOwner)
-  scope: storage
+  name: guid(hostStorage.id, hostIdentity.id, roles.storageBlobDataOwner)
+  scope: hostStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
-    principalId: app1.identity.principalId
+    principalId: hostIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
 }
@@ -234,5 +336,6 @@ output app1PrincipalId string = callerPrincipalId
 output app2Name string = app2.name
 output app2Url string = 'https://${app2.properties.defaultHostName}'
 output keyVaultName string = vault.name
-output storageAccountName string = storage.name
+output hostStorageAccountName string = hostStorage.name
+output dataStorageAccountName string = dataStorage.name
 output userAssignedClientId string = useUserAssignedIdentity ? userAssigned.properties.clientId : ''

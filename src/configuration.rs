@@ -22,6 +22,7 @@ use std::time::Duration;
 pub const AZURE_APP_SETTINGS: &[&str] = &[
     "KEYVAULT_URL",
     "STORAGE_ACCOUNT_URL",
+    "BLOB_CONTAINERS",
     "AUDIT_CONTAINER",
     "FLOW_SECRET_NAME",
     "APP2_BASE_URL",

@@ -23,6 +23,8 @@ fn bicep_sets_every_app_setting_the_handler_reads() {
     // Identity-based host storage, Application Insights, and the optional user-assigned default.
     for setting in [
         "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "AZURE_CLIENT_ID",
     ] {
@@ -41,10 +43,7 @@ fn bicep_sets_every_app_setting_the_handler_reads() {
         bicep.contains("enableRbacAuthorization: true"),
         "Key Vault in RBAC mode"
     );
-    assert!(
-        bicep.contains("'SystemAssigned, UserAssigned'")
-            && bicep.contains("type: 'SystemAssigned'")
-    );
+    assert!(bicep.contains("'SystemAssigned, UserAssigned'"));
 }
 
 #[tokio::test]
@@ -97,10 +96,75 @@ fn role_definition_ids_are_the_built_in_guids() {
         bicep
             .matches("Microsoft.Authorization/roleAssignments@")
             .count(),
-        3
+        4
     );
-    // Key Vault Secrets User on the vault, Blob Data Contributor on the audit container.
-    assert!(bicep.contains("scope: vault") && bicep.contains("scope: audit"));
+}
+
+/// The body of the Bicep resource declared as `resource {name} '…'`.
+fn resource<'a>(bicep: &'a str, name: &str) -> &'a str {
+    let start = bicep
+        .find(&format!("resource {name} '"))
+        .unwrap_or_else(|| panic!("no resource {name}"));
+    let rest = &bicep[start..];
+    // A top-level declaration ends with a `}` at the start of a line.
+    let end = rest.find("\n}").map_or(rest.len(), |e| e + 2);
+    &rest[..end]
+}
+
+#[test]
+fn each_identity_gets_the_narrowest_role_on_the_narrowest_scope() {
+    let bicep = infra("main.bicep");
+    // The handler's identity: Secrets User on the vault, Contributor on the
+    // data container, a no-delete custom role on the audit container.
+    let kv = resource(&bicep, "kvSecretsUser");
+    assert!(kv.contains("scope: vault") && kv.contains("principalId: callerPrincipalId"));
+    let data = resource(&bicep, "dataContributor");
+    assert!(data.contains("scope: data\n") && data.contains("roles.storageBlobDataContributor"));
+    assert!(data.contains("principalId: callerPrincipalId"));
+    let audit = resource(&bicep, "auditWriter");
+    assert!(audit.contains("scope: audit\n") && audit.contains("auditAppender.id"));
+    let role = resource(&bicep, "auditAppender");
+    assert!(role.contains("blobs/read") && role.contains("blobs/write"));
+    assert!(
+        !role.contains("blobs/delete"),
+        "the audit role cannot delete"
+    );
+    // The host's identity alone owns the host account; the handler's has nothing there.
+    let host = resource(&bicep, "hostStorageOwner");
+    assert!(host.contains("scope: hostStorage\n") && host.contains("roles.storageBlobDataOwner"));
+    assert!(host.contains("principalId: hostIdentity.properties.principalId"));
+    assert!(!host.contains("callerPrincipalId"));
+    assert_eq!(
+        bicep.matches("roles.storageBlobDataOwner").count(),
+        host.matches("roles.storageBlobDataOwner").count(),
+        "Owner is granted nowhere else"
+    );
+    // Host storage and deployment use the host identity; data lives in another account.
+    assert!(bicep.contains("userAssignedIdentityResourceId: hostIdentity.id"));
+    assert!(bicep.contains("value: hostIdentity.properties.clientId"));
+    assert!(bicep.contains("'https://${dataStorage.name}.blob."));
+    assert!(bicep.contains("{ name: 'BLOB_CONTAINERS', value: dataContainer }"));
+    assert!(resource(&bicep, "deploymentContainer").contains("parent: hostBlobService"));
+    for container in ["data", "audit"] {
+        assert!(resource(&bicep, container).contains("parent: dataBlobService"));
+    }
+}
+
+#[test]
+fn redeploys_are_idempotent() {
+    let bicep = infra("main.bicep");
+    // A new secret version on every deployment is not idempotent.
+    assert!(
+        !bicep.contains("newGuid()"),
+        "no fresh values per deployment"
+    );
+    assert!(bicep.contains("if (!empty(seedSecretValue))"));
+    // Every role assignment and role definition name is derived from stable ids.
+    for decl in bicep.split("\nresource ").skip(1) {
+        if decl.contains("Microsoft.Authorization/role") {
+            assert!(decl.contains("name: guid("), "{decl}");
+        }
+    }
 }
 
 #[test]
