@@ -1,10 +1,8 @@
 //! Speed and memory figures for the handler (`cargo bench --bench handler`).
 //! Prints a table; asserts nothing about timings.
 
-use azure_core::credentials::Secret;
 use handler::Application;
 use handler::configuration::Settings;
-use handler::identity::{IdentitySource, ManagedIdentityProvider, RetryOptions};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,57 +81,8 @@ async fn main() {
         "benchmark", "throughput", "p50 µs", "p99 µs"
     );
 
-    // 1. Token cache hits.
-    let provider = Arc::new(ManagedIdentityProvider::with_source(
-        IdentitySource::AppService {
-            endpoint: endpoint.parse().unwrap(),
-            header: Secret::from("h"),
-        },
-        None,
-        RetryOptions::app_service(),
-        Arc::new(handler::http_client::build()),
-    ));
-    provider
-        .token("https://vault.azure.net", None)
-        .await
-        .unwrap();
-    let n = 200_000;
-    let t = Instant::now();
-    for _ in 0..n {
-        provider
-            .token("https://vault.azure.net", None)
-            .await
-            .unwrap();
-    }
-    let per = t.elapsed().as_secs_f64() / n as f64;
-    println!(
-        "{:<52} {:>10.2} M/s {:>10.3} {:>10}",
-        "token provider: cached token (one task)",
-        1e-6 / per,
-        per * 1e6,
-        "-"
-    );
-
-    // 2. Single-flight: 1000 concurrent callers of a cold key.
-    let before = identity.received_requests().await.unwrap().len();
-    let t = Instant::now();
-    let calls: Vec<_> = (0..1000)
-        .map(|_| {
-            let p = provider.clone();
-            tokio::spawn(async move { p.token("api://cold", None).await })
-        })
-        .collect();
-    for c in calls {
-        c.await.unwrap().unwrap();
-    }
-    let made = identity.received_requests().await.unwrap().len() - before;
-    println!(
-        "{:<52} {:>14} {:>10.0} {:>10}",
-        format!("single-flight: 1000 cold callers → {made} request(s)"),
-        "-",
-        t.elapsed().as_secs_f64() * 1e6,
-        "-"
-    );
+    // The token provider's own figures (cache hits, single-flight, failures)
+    // are printed by `cargo bench -p app-service-identity`.
 
     // 3. Through HTTP, in process (actix on loopback, 2 workers).
     let env: HashMap<String, String> = HashMap::from([

@@ -10,7 +10,10 @@
 //! (`azure_client_id = "…"`) and as-is in the environment (`AZURE_CLIENT_ID`).
 //! Every setting is listed in the README's configuration table.
 
-use crate::identity::{IdentityConfig, RetryOptions, SourceMode, UserAssignedId};
+use crate::identity::{
+    IdentityConfig, ManagedIdentitySource, RetryOptions, SourceMode, UserAssignedId,
+};
+use app_service_identity::SelectorSettingError;
 use azure_core::credentials::Secret;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -99,8 +102,10 @@ pub enum SettingsError {
     Load(#[from] config::ConfigError),
     #[error("setting {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// More than one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID and
+    /// MANAGED_IDENTITY_RESOURCE_ID is set.
     #[error(
-        "{0} are all set, but a user-assigned identity is chosen by at most one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID and MANAGED_IDENTITY_RESOURCE_ID; remove all but one"
+        "{0} (AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID, MANAGED_IDENTITY_RESOURCE_ID: at most one)"
     )]
     ConflictingIdentitySelectors(String),
 }
@@ -213,35 +218,36 @@ impl Raw {
             }
         };
 
-        let selectors: Vec<(&'static str, &'static str, &str)> = [
-            ("AZURE_CLIENT_ID", "client_id", &self.azure_client_id),
+        let selector_settings = (
+            ("AZURE_CLIENT_ID", self.azure_client_id.as_deref()),
             (
                 "MANAGED_IDENTITY_OBJECT_ID",
-                "object_id",
-                &self.managed_identity_object_id,
+                self.managed_identity_object_id.as_deref(),
             ),
             (
                 "MANAGED_IDENTITY_RESOURCE_ID",
-                "resource_id",
-                &self.managed_identity_resource_id,
+                self.managed_identity_resource_id.as_deref(),
             ),
-        ]
-        .into_iter()
-        .filter_map(|(name, kind, v)| v.as_deref().map(|v| (name, kind, v)))
-        .collect();
-        let user_assigned = match selectors.as_slice() {
-            [] => None,
-            [(name, kind, value)] => Some(
-                UserAssignedId::parse(kind, value)
-                    .map_err(|reason| SettingsError::Invalid { name, reason })?,
-            ),
-            many => {
-                let names: Vec<&str> = many.iter().map(|(n, _, _)| *n).collect();
-                return Err(SettingsError::ConflictingIdentitySelectors(
-                    names.join(" and "),
-                ));
+        );
+        let user_assigned = UserAssignedId::from_settings(
+            selector_settings.0,
+            selector_settings.1,
+            selector_settings.2,
+        )
+        .map_err(|e| match e {
+            SelectorSettingError::Invalid { name, reason } => {
+                SettingsError::Invalid { name, reason }
             }
-        };
+            other => SettingsError::ConflictingIdentitySelectors(other.to_string()),
+        })?
+        .map(|id| {
+            let setting = match id {
+                UserAssignedId::ObjectId(_) => "MANAGED_IDENTITY_OBJECT_ID",
+                UserAssignedId::ResourceId(_) => "MANAGED_IDENTITY_RESOURCE_ID",
+                _ => "AZURE_CLIENT_ID",
+            };
+            (id, setting)
+        });
 
         let mode = self
             .managed_identity_source
@@ -257,7 +263,7 @@ impl Raw {
             || self.identity_attempt_timeout_ms.is_some()
             || self.identity_deadline_ms.is_some()
         {
-            let base = if mode == SourceMode::Imds {
+            let base = if mode == SourceMode::Managed(ManagedIdentitySource::Imds) {
                 RetryOptions::imds()
             } else {
                 RetryOptions::app_service()
@@ -362,12 +368,7 @@ impl Raw {
                 identity_header: self.identity_header.map(Secret::from),
                 msi_endpoint: self.msi_endpoint,
                 msi_secret: self.msi_secret.map(Secret::from),
-                imds_endpoint: self.azure_pod_identity_authority_host.map(|host| {
-                    format!(
-                        "{}/metadata/identity/oauth2/token",
-                        host.trim_end_matches('/')
-                    )
-                }),
+                imds_authority: self.azure_pod_identity_authority_host,
                 user_assigned,
                 retry,
             },
@@ -489,9 +490,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.identity.user_assigned,
-            Some(UserAssignedId::ClientId(GUID.into()))
+            Some((UserAssignedId::ClientId(GUID.into()), "AZURE_CLIENT_ID"))
         );
-        assert_eq!(s.identity.mode, SourceMode::Imds);
+        assert_eq!(
+            s.identity.mode,
+            SourceMode::Managed(ManagedIdentitySource::Imds)
+        );
         let bad = load(&[("AZURE_CLIENT_ID", "my-app")])
             .unwrap_err()
             .to_string();

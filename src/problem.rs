@@ -4,10 +4,10 @@
 //! `stage` says which hop failed, `upstream_status` what that hop answered, and
 //! `hint` what to do. A problem never carries a token or a secret value.
 
-use crate::identity::{IdentityError, TROUBLESHOOTING};
+use crate::identity::{ErrorKind, IdentityError, TokenError};
 
 /// Problem `type`s are `TROUBLESHOOTING.md#<section>`.
-pub const TROUBLESHOOTING_BASE: &str = TROUBLESHOOTING;
+pub const TROUBLESHOOTING_BASE: &str = "TROUBLESHOOTING.md";
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde::Serialize;
 use std::fmt;
@@ -94,7 +94,7 @@ impl Problem {
             "problem type {anchor} is not in ANCHORS (add it there and to TROUBLESHOOTING.md)"
         );
         Self(Box::new(ProblemDetails {
-            kind: format!("{TROUBLESHOOTING}#{anchor}"),
+            kind: format!("{TROUBLESHOOTING_BASE}#{anchor}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
@@ -183,9 +183,40 @@ impl ResponseError for Problem {
     }
 }
 
-impl From<IdentityError> for Problem {
-    fn from(err: IdentityError) -> Self {
+impl From<TokenError> for Problem {
+    fn from(err: TokenError) -> Self {
         Problem::from(&err)
+    }
+}
+
+impl From<&TokenError> for Problem {
+    fn from(err: &TokenError) -> Self {
+        let see = |anchor: &str| format!("See {TROUBLESHOOTING_BASE}#{anchor}.");
+        match err {
+            TokenError::Managed(e) => Problem::from(e),
+            TokenError::SelectorUnsupported(reason) => {
+                Problem::new(StatusCode::BAD_REQUEST, "identity-bad-request", reason.clone())
+                    .stage(Stage::Identity)
+                    .hint(see("identity-bad-request"))
+            }
+            TokenError::Developer(_) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "developer-credential",
+                err.to_string(),
+            )
+            .stage(Stage::Identity)
+            .hint(format!(
+                "No managed identity is present, so the handler used developer credentials: run `az login` (or `azd auth login`), or start devstack for a local identity endpoint. {}",
+                see("developer-credential")
+            )),
+            TokenError::NotConfigured { setting, reason } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-configured",
+                format!("{setting}: {reason}"),
+            )
+            .stage(Stage::Identity)
+            .hint(format!("Fix the app setting {setting}; the handler logged this at startup.")),
+        }
     }
 }
 
@@ -198,48 +229,50 @@ impl From<&IdentityError> for Problem {
         } else {
             StatusCode::BAD_GATEWAY
         };
-        let hint = identity_hint(err);
-        let mut problem = Problem::new(status, err.anchor(), err.to_string())
+        let anchor = identity_anchor(err);
+        let mut problem = Problem::new(status, anchor, err.to_string())
             .stage(Stage::Identity)
             .upstream(err.upstream_status())
-            .hint(hint);
-        if let Some(facts) = endpoint_facts(err) {
-            problem.extensions.insert("upstream".into(), facts);
+            .hint(identity_hint(err, anchor));
+        if let Some((status, code, message)) = err.endpoint_answer() {
+            problem.extensions.insert(
+                "upstream".into(),
+                serde_json::json!({ "status": status, "code": code, "message": message }),
+            );
         }
         problem
     }
 }
 
-/// What the identity endpoint said, for the diagnosis.
-fn endpoint_facts(err: &IdentityError) -> Option<serde_json::Value> {
-    match err {
-        IdentityError::Endpoint {
-            status,
-            error_code,
-            message,
-            ..
-        } => Some(serde_json::json!({ "status": status, "code": error_code, "message": message })),
-        IdentityError::DeadlineExceeded { last, .. } => endpoint_facts(last),
-        _ => None,
+/// The TROUBLESHOOTING.md section for an identity error, from the crate's
+/// stable [`ErrorKind`].
+fn identity_anchor(err: &IdentityError) -> &'static str {
+    match (err.kind(), err) {
+        (ErrorKind::InvalidRequest, _) => "identity-bad-request",
+        (ErrorKind::NotConfigured, _) => "identity-not-configured",
+        (ErrorKind::IdentityNotFound, _) => "identity-endpoint-400",
+        (ErrorKind::Unauthorized, _) => "identity-endpoint-rejected-header",
+        (ErrorKind::Unavailable, _) if err.is_temporary() || err.upstream_status().is_none() => {
+            "identity-endpoint-unavailable"
+        }
+        (ErrorKind::Unavailable, IdentityError::DeadlineExceeded { .. }) => {
+            "identity-endpoint-unavailable"
+        }
+        _ => "identity-endpoint-error",
     }
 }
 
-fn identity_hint(err: &IdentityError) -> String {
-    let see = format!("See {}.", err.help_link());
-    let text = match err {
-        IdentityError::Endpoint { status: 400, .. } => {
+fn identity_hint(err: &IdentityError, anchor: &str) -> String {
+    let see = format!("See {TROUBLESHOOTING_BASE}#{anchor}.");
+    let text = match err.kind() {
+        ErrorKind::IdentityNotFound => {
             "The selected user-assigned identity is not attached to this app, or several are attached and none is selected. Check AZURE_CLIENT_ID / MANAGED_IDENTITY_OBJECT_ID / MANAGED_IDENTITY_RESOURCE_ID against the identities shown under the app's Identity blade."
         }
-        IdentityError::Endpoint {
-            status: 401 | 403, ..
-        } => {
+        ErrorKind::Unauthorized => {
             "The identity endpoint refused the request header. IDENTITY_HEADER is rotated by the platform: read it from the environment at startup, never copy it into settings."
         }
-        IdentityError::NotConfigured(_) => {
+        ErrorKind::NotConfigured => {
             "Enable a managed identity on the app (it sets IDENTITY_ENDPOINT and IDENTITY_HEADER), or set MANAGED_IDENTITY_SOURCE to match your environment."
-        }
-        IdentityError::Developer(_) => {
-            "No managed identity is present, so the handler used developer credentials: run `az login` (or `azd auth login`), or start devstack for a local identity endpoint."
         }
         _ if err.is_temporary() => {
             "The identity endpoint is throttling or unavailable. Retry later; tokens are cached, so this is rare once the app is warm."

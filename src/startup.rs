@@ -2,7 +2,7 @@
 
 use crate::azure::AzureClients;
 use crate::configuration::{AzureSettings, Settings};
-use crate::identity::ManagedIdentityProvider;
+use crate::identity::IdentityProvider;
 use crate::problem::Problem;
 use crate::protocol::{forward, payload};
 use crate::telemetry;
@@ -19,7 +19,7 @@ pub struct Limits {
 
 /// State shared by every function.
 pub struct AppState {
-    pub identity: Arc<ManagedIdentityProvider>,
+    pub identity: Arc<IdentityProvider>,
     pub azure: AzureClients,
     pub settings: AzureSettings,
     pub limits: Limits,
@@ -33,7 +33,7 @@ impl AppState {
             settings.azure.upstream_timeout,
         )
         .map_err(std::io::Error::other)?;
-        let identity = Arc::new(ManagedIdentityProvider::new(
+        let identity = Arc::new(IdentityProvider::new(
             settings.identity.clone(),
             Arc::new(http.clone()),
         ));
@@ -44,7 +44,7 @@ impl AppState {
     /// As [`AppState::new`], with a prepared provider (tests inject doubles).
     pub fn with_identity(
         settings: &Settings,
-        identity: Arc<ManagedIdentityProvider>,
+        identity: Arc<IdentityProvider>,
         http: reqwest::Client,
     ) -> Self {
         Self {

@@ -1,7 +1,7 @@
 //! Calling app2, the EasyAuth-protected App Service, with a token whose
 //! audience is app2.
 
-use crate::identity::{ManagedIdentityProvider, claims::decode_claims};
+use crate::identity::{IdentityProvider, claims::decode_claims};
 use crate::problem::{Problem, Stage};
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -20,7 +20,7 @@ pub struct App2Client {
     base_url: String,
     resource: String,
     http: reqwest::Client,
-    credential: Arc<ManagedIdentityProvider>,
+    credential: Arc<IdentityProvider>,
 }
 
 /// A relative path for app2: no scheme, no `..`, no backslashes or control characters.
@@ -50,7 +50,7 @@ impl App2Client {
         base_url: String,
         resource: String,
         http: reqwest::Client,
-        credential: Arc<ManagedIdentityProvider>,
+        credential: Arc<IdentityProvider>,
     ) -> Self {
         Self {
             base_url,
@@ -83,17 +83,15 @@ impl App2Client {
             .as_identity(identity)
             .get_token(&[&scope], None)
             .await
-            .map_err(
-                |e| match e.downcast_ref::<crate::identity::IdentityError>() {
-                    Some(identity) => Problem::from(identity),
-                    None => Problem::new(
-                        actix_web::http::StatusCode::BAD_GATEWAY,
-                        "identity-endpoint-error",
-                        e.to_string(),
-                    )
-                    .stage(Stage::Identity),
-                },
-            )?;
+            .map_err(|e| match e.downcast_ref::<crate::identity::TokenError>() {
+                Some(identity) => Problem::from(identity),
+                None => Problem::new(
+                    actix_web::http::StatusCode::BAD_GATEWAY,
+                    "identity-endpoint-error",
+                    e.to_string(),
+                )
+                .stage(Stage::Identity),
+            })?;
         let claims = decode_claims(token.token.secret()).unwrap_or_default();
         let mut url = format!("{}/{path}", self.base_url);
         if !query.is_empty() {

@@ -1,14 +1,15 @@
 //! Reading secrets through the official `azure_security_keyvault_secrets`
 //! client, on our token provider, with a TTL cache.
 
-use super::ttl_cache::TtlCache;
 use super::upstream::UpstreamError;
 use crate::problem::{Problem, Stage};
+use app_service_identity::single_flight::{Failed, Fresh, Miss, Served, SingleFlightCache};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::ClientOptions;
 use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use serde_json::{Value, json};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -73,10 +74,17 @@ pub fn validate_version(version: &str) -> Result<(), Problem> {
     }
 }
 
+/// Key Vault's guidance: cache secrets in memory and re-read them only when
+/// the copy is stale or stops working. Concurrent misses of one secret make one
+/// request (the identity crate's single-flight cache, without failure memory).
 pub struct SecretsService {
-    client: SecretClient,
-    cache: TtlCache<(String, Option<String>), FetchedSecret>,
+    client: Arc<SecretClient>,
+    cache: SingleFlightCache<(String, Option<String>), Arc<FetchedSecret>, Fetch>,
+    ttl: Duration,
 }
+
+/// Secrets kept at most (keys come from request paths).
+const MAX_CACHED_SECRETS: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
 
 impl SecretsService {
     pub fn new(
@@ -96,8 +104,9 @@ impl SecretsService {
             }),
         )?;
         Ok(Self {
-            client,
-            cache: TtlCache::new(ttl),
+            client: Arc::new(client),
+            cache: SingleFlightCache::new(MAX_CACHED_SECRETS),
+            ttl,
         })
     }
 
@@ -115,10 +124,29 @@ impl SecretsService {
             name.to_ascii_lowercase(),
             version.map(str::to_ascii_lowercase),
         );
+        let (client, ttl) = (self.client.clone(), self.ttl);
+        let (owned_name, owned_version) = (name.to_owned(), version.map(str::to_owned));
         let result = self
             .cache
-            .get_or_fetch(&key, || self.fetch(name, version))
-            .await;
+            .get(&key, move || async move {
+                fetch(&client, &owned_name, owned_version.as_deref())
+                    .await
+                    .map(|secret| Fresh {
+                        value: Arc::new(secret),
+                        refresh_in: ttl,
+                        usable_for: ttl,
+                    })
+                    .map_err(|error| Failed {
+                        error,
+                        remember_for: Duration::ZERO,
+                    })
+            })
+            .await
+            .map(|(secret, served)| (secret, served == Served::Cached))
+            .map_err(|miss| match miss {
+                Miss::Failed(e) | Miss::Remembered { error: e, .. } => e,
+                _ => Fetch::Problem(Problem::bad_request("unexpected cache outcome")),
+            });
         if let Err(Fetch::Upstream(e)) = &result
             && matches!(e.status, Some(401 | 403))
         {
@@ -143,36 +171,6 @@ impl SecretsService {
         })
     }
 
-    async fn fetch(&self, name: &str, version: Option<&str>) -> Result<FetchedSecret, Fetch> {
-        let options = SecretClientGetSecretOptions {
-            secret_version: version.map(str::to_owned),
-            ..Default::default()
-        };
-        let response = self
-            .client
-            .get_secret(name, Some(options))
-            .await
-            .map_err(classify)?;
-        let secret = response.into_model().map_err(classify)?;
-        let version = secret
-            .id
-            .as_deref()
-            .and_then(|id| id.rsplit('/').next())
-            .unwrap_or_default()
-            .to_owned();
-        let time = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
-        let attributes = secret.attributes.as_ref();
-        Ok(FetchedSecret {
-            name: name.to_owned(),
-            version,
-            enabled: attributes.and_then(|a| a.enabled),
-            content_type: secret.content_type.clone(),
-            created: time(attributes.and_then(|a| a.created)),
-            updated: time(attributes.and_then(|a| a.updated)),
-            value: Secret::from(secret.value.unwrap_or_default()),
-        })
-    }
-
     /// A harmless authenticated call, for `?check=keyvault`: reading a
     /// secret. A 404 still proves the caller may read the vault.
     pub async fn probe(&self, name: &str) -> Result<(), Problem> {
@@ -187,6 +185,40 @@ impl SecretsService {
     }
 }
 
+async fn fetch(
+    client: &SecretClient,
+    name: &str,
+    version: Option<&str>,
+) -> Result<FetchedSecret, Fetch> {
+    let options = SecretClientGetSecretOptions {
+        secret_version: version.map(str::to_owned),
+        ..Default::default()
+    };
+    let response = client
+        .get_secret(name, Some(options))
+        .await
+        .map_err(classify)?;
+    let secret = response.into_model().map_err(classify)?;
+    let version = secret
+        .id
+        .as_deref()
+        .and_then(|id| id.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let time = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+    let attributes = secret.attributes.as_ref();
+    Ok(FetchedSecret {
+        name: name.to_owned(),
+        version,
+        enabled: attributes.and_then(|a| a.enabled),
+        content_type: secret.content_type.clone(),
+        created: time(attributes.and_then(|a| a.created)),
+        updated: time(attributes.and_then(|a| a.updated)),
+        value: Secret::from(secret.value.unwrap_or_default()),
+    })
+}
+
+#[derive(Clone)]
 enum Fetch {
     NotFound,
     Upstream(UpstreamError),

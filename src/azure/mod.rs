@@ -5,11 +5,10 @@
 pub mod app2;
 pub mod blobs;
 pub mod keyvault;
-mod ttl_cache;
 pub mod upstream;
 
 use crate::configuration::AzureSettings;
-use crate::identity::{ManagedIdentityProvider, UserAssignedId};
+use crate::identity::{IdentityProvider, UserAssignedId};
 use crate::problem::{Problem, Stage};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
@@ -22,7 +21,7 @@ pub struct AzureClients {
     pub blobs: Result<blobs::BlobStore, Problem>,
     pub app2: Result<app2::App2Client, Problem>,
     settings: AzureSettings,
-    identity: Arc<ManagedIdentityProvider>,
+    identity: Arc<IdentityProvider>,
     http: reqwest::Client,
 }
 
@@ -30,7 +29,7 @@ impl AzureClients {
     /// Builds every client without touching the network.
     pub fn new(
         settings: &AzureSettings,
-        identity: Arc<ManagedIdentityProvider>,
+        identity: Arc<IdentityProvider>,
         http: reqwest::Client,
     ) -> Self {
         let credential: Arc<dyn TokenCredential> = identity.clone();

@@ -1,7 +1,7 @@
 //! Upstream failures, named by stage and status, never carrying a secret.
 
 pub use crate::identity::error_chain;
-use crate::identity::{IdentityError, capped};
+use crate::identity::{TokenError, capped};
 use crate::problem::{Problem, Stage};
 use actix_web::http::StatusCode;
 use azure_core::error::ErrorKind;
@@ -112,18 +112,18 @@ impl UpstreamError {
     }
 }
 
-fn find_identity_error(err: &azure_core::Error) -> Option<&IdentityError> {
-    if let Some(e) = err.downcast_ref::<IdentityError>() {
+fn find_identity_error(err: &azure_core::Error) -> Option<&TokenError> {
+    if let Some(e) = err.downcast_ref::<TokenError>() {
         return Some(e);
     }
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
-        if let Some(e) = s.downcast_ref::<IdentityError>() {
+        if let Some(e) = s.downcast_ref::<TokenError>() {
             return Some(e);
         }
         if let Some(e) = s
             .downcast_ref::<azure_core::Error>()
-            .and_then(|inner| inner.downcast_ref::<IdentityError>())
+            .and_then(|inner| inner.downcast_ref::<TokenError>())
         {
             return Some(e);
         }

@@ -46,9 +46,9 @@ fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Opt
         )
     } else {
         match id {
-            UserAssignedId::ClientId(_) => "AZURE_CLIENT_ID",
             UserAssignedId::ObjectId(_) => "MANAGED_IDENTITY_OBJECT_ID",
             UserAssignedId::ResourceId(_) => "MANAGED_IDENTITY_RESOURCE_ID",
+            _ => "AZURE_CLIENT_ID",
         }
         .to_owned()
     })

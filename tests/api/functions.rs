@@ -275,7 +275,10 @@ async fn unconfigured_identity_names_the_missing_setting() {
         body["detail"].as_str().unwrap().contains("IDENTITY_HEADER"),
         "{body}"
     );
-    assert_eq!(body["type"], "TROUBLESHOOTING.md#identity-not-configured");
+    assert_eq!(
+        body["type"], "TROUBLESHOOTING.md#identity-not-configured",
+        "{body}"
+    );
 }
 
 /// Sends a request exactly as written (clients normalise `..` away).
@@ -390,4 +393,35 @@ async fn payload_mode_envelope_reaches_the_same_function() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn a_selector_the_environment_cannot_use_is_a_503_naming_the_setting() {
+    // A developer machine (no managed identity) with AZURE_CLIENT_ID set: the
+    // handler finds this at startup instead of blaming every caller with a 400.
+    let env = std::collections::HashMap::from([
+        ("FUNCTIONS_CUSTOMHANDLER_PORT".to_string(), "0".to_string()),
+        (
+            "AZURE_CLIENT_ID".to_string(),
+            "11111111-2222-3333-4444-555555555555".to_string(),
+        ),
+    ]);
+    let settings = handler::configuration::Settings::from_sources(None, env).unwrap();
+    let app = handler::Application::build(settings).unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let res = reqwest::get(format!(
+        "{address}/api/token?resource=https://vault.azure.net"
+    ))
+    .await
+    .unwrap();
+    let (status, body) = problem(res).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "TROUBLESHOOTING.md#not-configured");
+    assert!(
+        body["detail"].as_str().unwrap().contains("AZURE_CLIENT_ID"),
+        "{body}"
+    );
+    handle.stop(false).await;
 }

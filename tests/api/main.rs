@@ -3,5 +3,3 @@ mod app_files;
 mod binary;
 mod functions;
 mod helpers;
-mod provider_protocol;
-mod provider_timing;

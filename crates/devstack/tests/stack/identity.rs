@@ -416,7 +416,7 @@ async fn x1_handler_provider_gets_an_app2_token() {
     let s = stack().await;
     let w = world(&s);
     handler::http_client::install_crypto_provider();
-    let provider = ManagedIdentityProvider::new(
+    let provider = IdentityProvider::new(
         IdentityConfig {
             identity_endpoint: Some(format!("{}/msi/token", s.identity_url)),
             identity_header: Some(Secret::from(s.identity.identity_header.clone())),

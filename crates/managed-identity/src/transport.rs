@@ -10,7 +10,9 @@ use url::Url;
 
 /// A token request, ready to send. Header values are secrets (the identity header).
 pub struct EndpointRequest {
+    /// The endpoint with its query (api-version, resource, selector).
     pub url: Url,
+    /// Headers to send; values are secrets (the identity header).
     pub headers: Vec<(&'static str, Secret)>,
 }
 
@@ -29,14 +31,19 @@ impl fmt::Debug for EndpointRequest {
 /// What came back: the status, `Retry-After` and the whole body.
 #[derive(Debug, Clone)]
 pub struct EndpointResponse {
+    /// The HTTP status.
     pub status: u16,
+    /// The `Retry-After` header, as sent.
     pub retry_after: Option<String>,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 
 /// Sends token requests. Implemented for `reqwest::Client`.
 #[async_trait]
 pub trait IdentityTransport: Send + Sync + fmt::Debug {
+    /// Sends `request` and reads the whole response; `Err` describes a
+    /// transport failure (never including a header value).
     async fn send(&self, request: &EndpointRequest) -> Result<EndpointResponse, String>;
 }
 

@@ -1,9 +1,8 @@
 //! Cache, single-flight, refresh and retry timing, on a paused tokio clock with
 //! an in-process endpoint (real sockets and paused timers do not mix).
 
+use app_service_identity::*;
 use async_trait::async_trait;
-use azure_core::credentials::Secret;
-use handler::identity::*;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -107,16 +106,23 @@ fn retry() -> RetryOptions {
     }
 }
 
-fn provider_with(transport: Arc<Scripted>, retry: RetryOptions) -> Arc<ManagedIdentityProvider> {
-    Arc::new(ManagedIdentityProvider::with_source(
-        IdentitySource::AppService {
-            endpoint: "http://127.0.0.1:1/msi/token".parse().unwrap(),
-            header: Secret::from("h"),
-        },
-        None,
-        retry,
-        transport,
-    ))
+fn options(transport: Arc<Scripted>, retry: RetryOptions) -> ManagedIdentityCredentialOptions {
+    let mut o = ManagedIdentityCredentialOptions::default();
+    o.environment = Environment::from_vars([
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+        ("IDENTITY_HEADER", "h"),
+    ]);
+    o.retry = Some(retry);
+    o.transport = Some(transport);
+    o.cache = CacheScope::Credential;
+    o
+}
+
+/// A credential without failure memory (the tests of it turn it on).
+fn provider_with(transport: Arc<Scripted>, retry: RetryOptions) -> Arc<ManagedIdentityCredential> {
+    let mut o = options(transport, retry);
+    o.failure_memory = Duration::ZERO;
+    ManagedIdentityCredential::new(o).unwrap()
 }
 
 fn gaps(calls: &[Instant]) -> Vec<f64> {
@@ -280,4 +286,172 @@ async fn expired_token_is_never_served_when_refresh_fails() {
     endpoint.set(vec![status(400)]);
     tokio::time::advance(Duration::from_secs(700)).await;
     assert!(p.token("r", None).await.is_err());
+}
+
+/// A credential with the default failure memory (5 s).
+fn remembering(transport: Arc<Scripted>) -> Arc<ManagedIdentityCredential> {
+    ManagedIdentityCredential::new(options(transport, retry())).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_endpoint_n_callers_one_retry_sequence_all_within_the_deadline() {
+    let endpoint = Scripted::new(vec![status(500)]);
+    let p = provider_with(endpoint.clone(), retry());
+    let started = Instant::now();
+    let callers: Vec<_> = (0..64)
+        .map(|i| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                // Arrivals spread over the first second.
+                tokio::time::sleep(Duration::from_millis(i * 15)).await;
+                let t = Instant::now();
+                let result = p.token("https://vault.azure.net", None).await;
+                (result, Instant::now() - t)
+            })
+        })
+        .collect();
+    for c in callers {
+        let (result, waited) = c.await.unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(err.upstream_status(), Some(500), "{err}");
+        assert!(waited <= retry().deadline, "a caller waited {waited:?}");
+    }
+    assert_eq!(
+        endpoint.calls().len() as u32,
+        retry().max_retries + 1,
+        "one retry sequence for all 64 callers"
+    );
+    assert!(Instant::now() - started <= retry().deadline + Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_is_remembered_for_a_few_seconds_and_says_when_to_retry() {
+    let endpoint = Scripted::new(vec![status(400)]);
+    let p = remembering(endpoint.clone());
+    p.token("r", None).await.unwrap_err();
+    assert_eq!(endpoint.calls().len(), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let err = p.token("r", None).await.unwrap_err();
+    match &err {
+        IdentityError::RecentFailure { retry_in, last } => {
+            assert_eq!(*retry_in, DEFAULT_FAILURE_MEMORY - Duration::from_secs(2));
+            assert_eq!(last.upstream_status(), Some(400));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        err.to_string().contains("no new attempt for 3.0 s"),
+        "{err}"
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::IdentityNotFound,
+        "the remembered error's kind"
+    );
+    assert_eq!(endpoint.calls().len(), 1, "no call inside the window");
+    // After the window, the next request goes out.
+    endpoint.set(vec![ok(3600)]);
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(!p.token("r", None).await.unwrap().cached);
+    assert_eq!(endpoint.calls().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_longer_retry_after_extends_the_memory() {
+    let mut throttled = status(429);
+    throttled.retry_after = Some("120");
+    let endpoint = Scripted::new(vec![throttled]);
+    let p = remembering(endpoint.clone());
+    p.token("r", None).await.unwrap_err();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    match p.token("r", None).await.unwrap_err() {
+        IdentityError::RecentFailure { retry_in, .. } => {
+            assert_eq!(retry_in, Duration::from_secs(60))
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(endpoint.calls().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_valid_cached_token_is_served_through_the_memory() {
+    let endpoint = Scripted::new(vec![ok(7300)]);
+    let p = remembering(endpoint.clone());
+    let first = p.token("r", None).await.unwrap();
+    endpoint.set(vec![status(400)]);
+    tokio::time::advance(Duration::from_secs(3700)).await; // past half-life
+    for _ in 0..5 {
+        let t = p.token("r", None).await.unwrap();
+        assert_eq!(t.token.token.secret(), first.token.token.secret());
+    }
+    assert_eq!(
+        endpoint.calls().len(),
+        2,
+        "one refresh attempt, then remembered"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn imds_410_is_retried_for_at_least_70_seconds() {
+    let endpoint = Scripted::new(vec![status(410)]);
+    let mut o = options(endpoint.clone(), RetryOptions::imds());
+    o.source = ManagedIdentitySource::Imds;
+    o.environment = Environment::from_vars::<String, String>([]);
+    o.failure_memory = Duration::ZERO;
+    let p = ManagedIdentityCredential::new(o).unwrap();
+    let started = Instant::now();
+    let err = p.token("r", None).await.unwrap_err();
+    let calls = endpoint.calls();
+    let span = *calls.last().unwrap() - calls[0];
+    assert!(
+        span >= Duration::from_secs(70),
+        "410s retried for only {span:?}"
+    );
+    assert!(
+        calls.len() as u32 > RetryOptions::imds().max_retries + 1,
+        "{}",
+        calls.len()
+    );
+    assert_eq!(err.upstream_status(), Some(410));
+    assert!(Instant::now() - started < Duration::from_secs(120));
+
+    // A 410 that clears within the window yields a token.
+    let endpoint = Scripted::new(vec![
+        status(410),
+        status(410),
+        status(410),
+        status(410),
+        status(410),
+        status(410),
+        ok(3600),
+    ]);
+    let mut o = options(endpoint.clone(), RetryOptions::imds());
+    o.source = ManagedIdentitySource::Imds;
+    o.environment = Environment::from_vars::<String, String>([]);
+    let p = ManagedIdentityCredential::new(o).unwrap();
+    p.token("r", None).await.unwrap();
+    assert_eq!(endpoint.calls().len(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_with_equivalent_options_share_the_process_cache() {
+    let endpoint = Scripted::new(vec![ok(3600)]);
+    let build = || {
+        let mut o = options(endpoint.clone(), retry());
+        // A URL no other test uses: the process cache is shared by the whole binary.
+        o.environment = Environment::from_vars([
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/shared-cache-test"),
+            ("IDENTITY_HEADER", "h"),
+        ]);
+        o.cache = CacheScope::Process;
+        ManagedIdentityCredential::new(o).unwrap()
+    };
+    let (a, b) = (build(), build());
+    a.token("https://vault.azure.net", None).await.unwrap();
+    let from_b = b.token("HTTPS://vault.azure.net/", None).await.unwrap();
+    assert!(
+        from_b.cached,
+        "the second instance used the first one's token"
+    );
+    assert_eq!(endpoint.calls().len(), 1);
 }

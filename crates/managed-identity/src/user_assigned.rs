@@ -8,6 +8,7 @@ use std::fmt;
 /// The three forms are interchangeable on the 2019-08-01 protocol; the legacy
 /// 2017-09-01 protocol only knows client ids.
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum UserAssignedId {
     /// The identity's client (application) id, as in `AZURE_CLIENT_ID`.
     ClientId(String),
@@ -63,6 +64,65 @@ impl UserAssignedId {
     }
 }
 
+/// More than one of the settings that select a user-assigned identity is set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} are all set, but a user-assigned identity is chosen by at most one of them; remove all but one",
+    names.join(" and ")
+)]
+pub struct ConflictingSelectors {
+    /// The names of the settings that are set.
+    pub names: Vec<&'static str>,
+}
+
+/// A selector setting that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectorSettingError {
+    /// More than one selector is set.
+    #[error(transparent)]
+    Conflicting(#[from] ConflictingSelectors),
+    /// The one selector set is malformed.
+    #[error("{name} is invalid: {reason}")]
+    Invalid {
+        /// The setting's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl UserAssignedId {
+    /// The identity selected by the conventional settings, each given as
+    /// `(setting name, value)`: `AZURE_CLIENT_ID` (client id),
+    /// `MANAGED_IDENTITY_OBJECT_ID` and `MANAGED_IDENTITY_RESOURCE_ID`. At most
+    /// one may be set.
+    pub fn from_settings(
+        client_id: (&'static str, Option<&str>),
+        object_id: (&'static str, Option<&str>),
+        resource_id: (&'static str, Option<&str>),
+    ) -> Result<Option<Self>, SelectorSettingError> {
+        let given: Vec<(&'static str, &'static str, &str)> = [
+            (client_id, "client_id"),
+            (object_id, "object_id"),
+            (resource_id, "resource_id"),
+        ]
+        .into_iter()
+        .filter_map(|((name, value), kind)| value.map(|v| (name, kind, v)))
+        .collect();
+        match given.as_slice() {
+            [] => Ok(None),
+            [(name, kind, value)] => Self::parse(kind, value)
+                .map(Some)
+                .map_err(|reason| SelectorSettingError::Invalid { name, reason }),
+            many => Err(ConflictingSelectors {
+                names: many.iter().map(|(n, _, _)| *n).collect(),
+            }
+            .into()),
+        }
+    }
+}
+
 impl fmt::Debug for UserAssignedId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.kind(), self.value())
@@ -97,6 +157,22 @@ fn is_user_assigned_resource_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_one_selector_setting() {
+        const G: &str = "5e29463d-71da-4fe0-8e69-999b57db23b0";
+        let none = UserAssignedId::from_settings(("A", None), ("B", None), ("C", None));
+        assert_eq!(none, Ok(None));
+        let one = UserAssignedId::from_settings(("A", Some(G)), ("B", None), ("C", None));
+        assert_eq!(one, Ok(Some(UserAssignedId::ClientId(G.into()))));
+        let two = UserAssignedId::from_settings(("A", Some(G)), ("B", Some(G)), ("C", None));
+        assert!(two.unwrap_err().to_string().contains("A and B"));
+        let bad = UserAssignedId::from_settings(("A", Some("x")), ("B", None), ("C", None));
+        assert!(matches!(
+            bad,
+            Err(SelectorSettingError::Invalid { name: "A", .. })
+        ));
+    }
 
     const GUID: &str = "5e29463d-71da-4fe0-8e69-999b57db23b0";
 

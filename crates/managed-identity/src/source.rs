@@ -1,18 +1,19 @@
 //! The identity sources and the exact request each protocol expects.
 
-use super::error::IdentityError;
-use super::transport::EndpointRequest;
-use super::user_assigned::UserAssignedId;
-use azure_core::credentials::{Secret, TokenCredential};
-use std::{fmt, sync::Arc};
+use crate::error::IdentityError;
+use crate::transport::EndpointRequest;
+use crate::user_assigned::UserAssignedId;
+use azure_core::credentials::Secret;
+use std::fmt;
 use url::Url;
 
 /// The default IMDS token endpoint on VMs and AKS nodes.
 pub const IMDS_TOKEN_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
-/// Which protocol produced a token. Shown in `/api/health`, `/api/token` and logs.
+/// Which protocol produced a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SourceKind {
     /// `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`, api-version 2019-08-01.
     AppService,
@@ -20,17 +21,15 @@ pub enum SourceKind {
     AppServiceLegacy,
     /// The instance metadata service, api-version 2018-02-01.
     Imds,
-    /// Azure CLI / Azure Developer CLI, for local development.
-    Developer,
 }
 
 impl SourceKind {
+    /// A stable snake_case name (`app_service`, `app_service_legacy`, `imds`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AppService => "app_service",
             Self::AppServiceLegacy => "app_service_legacy",
             Self::Imds => "imds",
-            Self::Developer => "developer",
         }
     }
 }
@@ -41,18 +40,16 @@ impl fmt::Display for SourceKind {
             Self::AppService => "App Service (2019-08-01)",
             Self::AppServiceLegacy => "App Service legacy (2017-09-01)",
             Self::Imds => "IMDS",
-            Self::Developer => "developer",
         })
     }
 }
 
-/// Where tokens come from, chosen once at startup.
+/// Where tokens come from: a protocol and its endpoint, chosen once.
 #[derive(Clone)]
-pub enum IdentitySource {
+pub(crate) enum IdentitySource {
     AppService { endpoint: Url, header: Secret },
     AppServiceLegacy { endpoint: Url, secret: Secret },
     Imds { endpoint: Url },
-    Developer(Arc<dyn TokenCredential>),
 }
 
 impl fmt::Debug for IdentitySource {
@@ -64,7 +61,6 @@ impl fmt::Debug for IdentitySource {
                 .debug_struct(self.kind().as_str())
                 .field("endpoint", &endpoint.as_str())
                 .finish_non_exhaustive(),
-            Self::Developer(_) => f.write_str("developer"),
         }
     }
 }
@@ -75,27 +71,40 @@ impl IdentitySource {
             Self::AppService { .. } => SourceKind::AppService,
             Self::AppServiceLegacy { .. } => SourceKind::AppServiceLegacy,
             Self::Imds { .. } => SourceKind::Imds,
-            Self::Developer(_) => SourceKind::Developer,
         }
     }
 
     /// The endpoint URL, for logs (never a secret).
-    pub fn endpoint(&self) -> Option<&Url> {
+    pub fn endpoint(&self) -> &Url {
         match self {
             Self::AppService { endpoint, .. }
             | Self::AppServiceLegacy { endpoint, .. }
-            | Self::Imds { endpoint } => Some(endpoint),
-            Self::Developer(_) => None,
+            | Self::Imds { endpoint } => endpoint,
+        }
+    }
+
+    /// Whether this protocol can select `identity` (the legacy one takes only a client id).
+    pub fn check_selector(&self, identity: Option<&UserAssignedId>) -> Result<(), IdentityError> {
+        match (self, identity) {
+            (Self::AppServiceLegacy { .. }, Some(id))
+                if !matches!(id, UserAssignedId::ClientId(_)) =>
+            {
+                Err(IdentityError::UnsupportedSelector {
+                    via: SourceKind::AppServiceLegacy,
+                    selector: id.kind(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
     /// Builds the token request for `resource` and an optional user-assigned id.
-    /// `None` for the developer source, which does not speak HTTP itself.
     pub fn request(
         &self,
         resource: &str,
         identity: Option<&UserAssignedId>,
-    ) -> Result<Option<EndpointRequest>, IdentityError> {
+    ) -> Result<EndpointRequest, IdentityError> {
+        self.check_selector(identity)?;
         let (endpoint, api_version, headers, selector) = match self {
             Self::AppService { endpoint, header } => (
                 endpoint,
@@ -106,44 +115,29 @@ impl IdentitySource {
                     ("Metadata", Secret::from("true")),
                 ],
                 identity.map(|id| match id {
-                    UserAssignedId::ClientId(_) => Ok("client_id"),
-                    UserAssignedId::ObjectId(_) => Ok("object_id"),
+                    UserAssignedId::ClientId(_) => "client_id",
+                    UserAssignedId::ObjectId(_) => "object_id",
                     // Not `msi_res_id` (the Rust SDK's spelling, azure-sdk-for-rust#2407).
-                    UserAssignedId::ResourceId(_) => Ok("mi_res_id"),
+                    UserAssignedId::ResourceId(_) => "mi_res_id",
                 }),
             ),
             Self::AppServiceLegacy { endpoint, secret } => (
                 endpoint,
                 "2017-09-01",
                 vec![("secret", secret.clone())],
-                identity.map(|id| match id {
-                    UserAssignedId::ClientId(_) => Ok("clientid"),
-                    other => Err(IdentityError::UnsupportedSelector {
-                        via: SourceKind::AppServiceLegacy,
-                        selector: other.kind(),
-                    }),
-                }),
+                identity.map(|_| "clientid"),
             ),
             Self::Imds { endpoint } => (
                 endpoint,
                 "2018-02-01",
                 vec![("Metadata", Secret::from("true"))],
                 identity.map(|id| match id {
-                    UserAssignedId::ClientId(_) => Ok("client_id"),
-                    UserAssignedId::ObjectId(_) => Ok("object_id"),
+                    UserAssignedId::ClientId(_) => "client_id",
+                    UserAssignedId::ObjectId(_) => "object_id",
                     // IMDS's own REST spec spells it msi_res_id.
-                    UserAssignedId::ResourceId(_) => Ok("msi_res_id"),
+                    UserAssignedId::ResourceId(_) => "msi_res_id",
                 }),
             ),
-            Self::Developer(_) => {
-                return match identity {
-                    Some(id) => Err(IdentityError::UnsupportedSelector {
-                        via: SourceKind::Developer,
-                        selector: id.kind(),
-                    }),
-                    None => Ok(None),
-                };
-            }
         };
 
         let mut url = endpoint.clone();
@@ -151,11 +145,11 @@ impl IdentitySource {
             let mut query = url.query_pairs_mut();
             query.append_pair("api-version", api_version);
             query.append_pair("resource", resource);
-            if let (Some(param), Some(id)) = (selector.transpose()?, identity) {
+            if let (Some(param), Some(id)) = (selector, identity) {
                 query.append_pair(param, id.value());
             }
         }
-        Ok(Some(EndpointRequest { url, headers }))
+        Ok(EndpointRequest { url, headers })
     }
 }
 
@@ -178,7 +172,6 @@ mod tests {
     fn app_service_2019_request_shape() {
         let req = app_service()
             .request("https://vault.azure.net", None)
-            .unwrap()
             .unwrap();
         assert_eq!(
             query(&req),
@@ -197,9 +190,7 @@ mod tests {
         let cid = UserAssignedId::ClientId("c".into());
         let oid = UserAssignedId::ObjectId("o".into());
         let name = |src: &IdentitySource, id: &UserAssignedId| {
-            query(&src.request("r", Some(id)).unwrap().unwrap())[2]
-                .0
-                .clone()
+            query(&src.request("r", Some(id)).unwrap())[2].0.clone()
         };
         let legacy = IdentitySource::AppServiceLegacy {
             endpoint: Url::parse("http://127.0.0.1:1/msi").unwrap(),

@@ -1,9 +1,11 @@
 //! The token provider against a mock endpoint over real HTTP: request shapes per
 //! source and selector, response formats, and which statuses are retried.
 
-use crate::helpers::*;
-use azure_core::credentials::{Secret, TokenCredential};
-use handler::identity::*;
+mod common;
+
+use app_service_identity::*;
+use azure_core::credentials::TokenCredential;
+use common::*;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,28 +22,42 @@ fn fast_retry() -> RetryOptions {
     }
 }
 
-fn provider(source: IdentitySource, default: Option<UserAssignedId>) -> ManagedIdentityProvider {
-    handler::http_client::install_crypto_provider();
-    ManagedIdentityProvider::with_source(
-        source,
-        default,
-        fast_retry(),
-        Arc::new(handler::http_client::build()),
+/// A source for the tests: the protocol and the environment that selects it.
+struct Source(ManagedIdentitySource, Environment);
+
+fn provider(source: Source, default: Option<UserAssignedId>) -> Arc<ManagedIdentityCredential> {
+    let mut options = ManagedIdentityCredentialOptions::default();
+    options.source = source.0;
+    options.environment = source.1;
+    options.user_assigned_id = default;
+    options.retry = Some(fast_retry());
+    options.cache = CacheScope::Credential;
+    options.failure_memory = Duration::ZERO;
+    ManagedIdentityCredential::new(options).expect("a valid test source")
+}
+
+fn app_service_at(endpoint: String) -> Source {
+    Source(
+        ManagedIdentitySource::AppService,
+        Environment::from_vars([
+            ("IDENTITY_ENDPOINT", endpoint),
+            ("IDENTITY_HEADER", IDENTITY_HEADER.to_string()),
+        ]),
     )
 }
 
-fn app_service(server: &MockServer) -> IdentitySource {
-    IdentitySource::AppService {
-        endpoint: format!("{}/msi/token", server.uri()).parse().unwrap(),
-        header: Secret::from(IDENTITY_HEADER),
-    }
+fn app_service(server: &MockServer) -> Source {
+    app_service_at(format!("{}/msi/token", server.uri()))
 }
 
-fn legacy(server: &MockServer) -> IdentitySource {
-    IdentitySource::AppServiceLegacy {
-        endpoint: format!("{}/msi/token", server.uri()).parse().unwrap(),
-        secret: Secret::from("legacy-secret"),
-    }
+fn legacy(server: &MockServer) -> Source {
+    Source(
+        ManagedIdentitySource::AppServiceLegacy,
+        Environment::from_vars([
+            ("MSI_ENDPOINT", format!("{}/msi/token", server.uri())),
+            ("MSI_SECRET", "legacy-secret".to_string()),
+        ]),
+    )
 }
 
 fn ok(resource: &str) -> ResponseTemplate {
@@ -278,10 +294,9 @@ async fn i14_400_is_final_and_keeps_the_platform_message() {
         text.contains("Unable to load the proper Managed Identity."),
         "{text}"
     );
-    assert!(
-        text.contains("TROUBLESHOOTING.md#identity-endpoint-400"),
-        "{text}"
-    );
+    // The crate knows no app's docs: it classifies, and the app maps the kind.
+    let kind = err.downcast_ref::<IdentityError>().map(IdentityError::kind);
+    assert_eq!(kind, Some(ErrorKind::IdentityNotFound), "{text}");
     // The structured error survives the trip through azure_core::Error.
     let inner = err
         .downcast_ref::<IdentityError>()
@@ -315,11 +330,10 @@ async fn i16_404_is_final_for_app_service_but_retried_for_imds() {
         .mount(&imds)
         .await;
     let p = provider(
-        IdentitySource::Imds {
-            endpoint: format!("{}/metadata/identity/oauth2/token", imds.uri())
-                .parse()
-                .unwrap(),
-        },
+        Source(
+            ManagedIdentitySource::Imds,
+            Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds.uri())]),
+        ),
         None,
     );
     p.token("r", None).await.unwrap();
@@ -351,12 +365,7 @@ async fn unreachable_endpoint_is_a_transport_error_after_retries() {
         .local_addr()
         .unwrap()
         .port();
-    let source = IdentitySource::AppService {
-        endpoint: format!("http://127.0.0.1:{port}/msi/token")
-            .parse()
-            .unwrap(),
-        header: Secret::from(IDENTITY_HEADER),
-    };
+    let source = app_service_at(format!("http://127.0.0.1:{port}/msi/token"));
     let err = provider(source, None).token("r", None).await.unwrap_err();
     assert!(err.is_temporary());
     assert!(

@@ -1,0 +1,126 @@
+//! The token cache: a [`SingleFlightCache`] of access tokens, keyed by the
+//! endpoint, the identity and the resource, with the refresh schedule.
+//!
+//! One cache serves the whole process (the Azure.Identity pattern,
+//! Azure/azure-sdk-for-net#47896): credentials built from equivalent options
+//! share entries, so separate instances never multiply endpoint calls.
+
+use crate::IdentityError;
+use crate::single_flight::SingleFlightCache;
+use crate::user_assigned::UserAssignedId;
+use azure_core::credentials::AccessToken;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Tokens at least this long-lived are refreshed at half-life.
+const HALF_LIFE_THRESHOLD: Duration = Duration::from_secs(2 * 3600);
+/// Shorter tokens are refreshed this long before they expire.
+const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// A token this close to expiry is not handed out even when a refresh failed:
+/// it could expire in flight.
+const MIN_REMAINING: Duration = Duration::from_secs(30);
+
+/// At most this many tokens are kept; the least recently used goes first.
+/// Keys can come from callers, so the bound is hard, and each lookup is O(1).
+pub const MAX_CACHED_TOKENS: NonZeroUsize = NonZeroUsize::new(256).unwrap();
+
+/// What a token is cached under.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TokenKey {
+    /// The endpoint (source and URL): two endpoints never share a token.
+    pub endpoint: String,
+    pub identity: Option<UserAssignedId>,
+    /// The resource as Entra compares it ([`crate::normalize_resource`]).
+    pub resource: String,
+}
+
+pub(crate) type TokenCache = SingleFlightCache<TokenKey, AccessToken, IdentityError>;
+
+/// The process-wide token cache.
+pub(crate) fn shared() -> Arc<TokenCache> {
+    static SHARED: OnceLock<Arc<TokenCache>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| Arc::new(SingleFlightCache::new(MAX_CACHED_TOKENS)))
+        .clone()
+}
+
+/// A cache of one credential's own (tests, benchmarks).
+pub(crate) fn isolated() -> Arc<TokenCache> {
+    Arc::new(SingleFlightCache::new(MAX_CACHED_TOKENS))
+}
+
+/// When to refresh a token and how long it may be served, measured from `now`:
+/// at half-life for tokens of 2 h or more, else 5 minutes before expiry; never
+/// served in its last 30 s.
+pub(crate) fn schedule(token: &AccessToken, now: OffsetDateTime) -> (Duration, Duration) {
+    let lifetime = Duration::try_from(token.expires_on - now).unwrap_or(Duration::ZERO);
+    let refresh_in = if lifetime >= HALF_LIFE_THRESHOLD {
+        lifetime / 2
+    } else {
+        lifetime.saturating_sub(REFRESH_MARGIN)
+    };
+    (refresh_in, lifetime.saturating_sub(MIN_REMAINING))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::single_flight::{Fresh, Served};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn refresh_schedule() {
+        let now = OffsetDateTime::now_utc();
+        let at = |secs| AccessToken::new("t", now + time::Duration::seconds(secs));
+        assert_eq!(schedule(&at(7300), now).0, Duration::from_secs(3650));
+        assert_eq!(schedule(&at(3600), now).0, Duration::from_secs(3300));
+        assert_eq!(schedule(&at(250), now).0, Duration::ZERO);
+        assert_eq!(schedule(&at(-10), now), (Duration::ZERO, Duration::ZERO));
+    }
+
+    fn key(resource: String) -> TokenKey {
+        TokenKey {
+            endpoint: "test".into(),
+            identity: None,
+            resource,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ten_thousand_keys_stay_bounded_and_hot_keys_stay_cached() {
+        let cache = isolated();
+        let fetches = Arc::new(AtomicU32::new(0));
+        let fetch = || {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            async {
+                Ok(Fresh {
+                    value: AccessToken::new(
+                        "t",
+                        OffsetDateTime::now_utc() + time::Duration::hours(1),
+                    ),
+                    refresh_in: Duration::from_secs(3000),
+                    usable_for: Duration::from_secs(3500),
+                })
+            }
+        };
+        let hot = key("https://vault.azure.net".into());
+        cache.get(&hot, fetch).await.unwrap();
+        for i in 0..10_000 {
+            cache
+                .get(&key(format!("https://attacker.example/{i}")), fetch)
+                .await
+                .unwrap();
+            if i % 100 == 0 {
+                // The app's own key is used all the time, so it stays.
+                let (_, served) = cache.get(&hot, fetch).await.unwrap();
+                assert_eq!(served, Served::Cached, "hot key evicted at {i}");
+            }
+            assert!(cache.len() <= MAX_CACHED_TOKENS.get(), "unbounded at {i}");
+        }
+        assert_eq!(cache.len(), MAX_CACHED_TOKENS.get());
+        // One fetch for the hot key, one per cold key: the hot key never refetched.
+        assert_eq!(fetches.load(Ordering::SeqCst), 10_001);
+    }
+}
