@@ -217,7 +217,7 @@ pub struct ManagedIdentityCredential {
     default_identity: Option<UserAssignedId>,
     cache: Arc<TokenCache>,
     /// The source and endpoint, part of every cache key.
-    endpoint_key: String,
+    endpoint_key: Arc<str>,
 }
 
 impl fmt::Debug for ManagedIdentityCredential {
@@ -252,7 +252,7 @@ impl ManagedIdentityCredential {
                     .expect("static reqwest configuration is valid"),
             )
         });
-        let endpoint_key = format!("{}|{}", source.kind().as_str(), source.endpoint());
+        let endpoint_key: Arc<str> = format!("{}|{}", source.kind().as_str(), source.endpoint()).into();
         Ok(Arc::new(Self {
             fetcher: Arc::new(Fetcher {
                 source,
@@ -511,17 +511,17 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
 /// are one resource. The path keeps its case (App ID URIs may use it).
 pub fn normalize_resource(resource: &str) -> String {
     let resource = resource.trim().trim_end_matches('/');
-    match resource.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            format!(
-                "{}://{}{path}",
-                scheme.to_ascii_lowercase(),
-                authority.to_ascii_lowercase()
-            )
-        }
-        None => resource.to_owned(),
-    }
+    // One allocation: this runs on every cache lookup.
+    let host_end = resource.find("://").map_or(0, |i| {
+        let authority = i + 3;
+        resource[authority..]
+            .find('/')
+            .map_or(resource.len(), |j| authority + j)
+    });
+    let mut out = String::with_capacity(resource.len());
+    out.extend(resource[..host_end].chars().map(|c| c.to_ascii_lowercase()));
+    out.push_str(&resource[host_end..]);
+    out
 }
 
 /// The credential acting as one particular user-assigned identity.

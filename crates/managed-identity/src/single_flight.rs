@@ -204,11 +204,14 @@ where
     /// The key's slot, marked most recently used; a new key may evict the least
     /// recently used one (its callers finish with it undisturbed).
     fn slot(&self, key: &K) -> Arc<Slot<V, E>> {
-        self.slots
-            .lock()
-            .expect("cache poisoned")
-            .get_or_insert(key.clone(), || Arc::new(Slot::default()))
-            .clone()
+        let mut slots = self.slots.lock().expect("cache poisoned");
+        // A hit clones no key.
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
+        let slot = Arc::new(Slot::default());
+        slots.put(key.clone(), slot.clone());
+        slot
     }
 }
 

@@ -30,7 +30,7 @@ pub const MAX_CACHED_TOKENS: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKey {
     /// The endpoint (source and URL): two endpoints never share a token.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     pub identity: Option<UserAssignedId>,
     /// The resource as Entra compares it ([`crate::normalize_resource`]).
     pub resource: String,
