@@ -252,7 +252,8 @@ impl ManagedIdentityCredential {
                     .expect("static reqwest configuration is valid"),
             )
         });
-        let endpoint_key: Arc<str> = format!("{}|{}", source.kind().as_str(), source.endpoint()).into();
+        let endpoint_key: Arc<str> =
+            format!("{}|{}", source.kind().as_str(), source.endpoint()).into();
         Ok(Arc::new(Self {
             fetcher: Arc::new(Fetcher {
                 source,
