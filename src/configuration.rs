@@ -13,6 +13,9 @@
 use crate::identity::{
     IdentityConfig, ManagedIdentitySource, RetryOptions, SourceMode, UserAssignedId,
 };
+use crate::names::{
+    ContainerName, InvalidName, KEY_VAULT_RESOURCE, Resource, STORAGE_RESOURCE, SecretName,
+};
 use app_service_identity::SelectorSettingError;
 use azure_core::credentials::Secret;
 use serde::Deserialize;
@@ -59,15 +62,15 @@ pub struct AzureSettings {
     /// Pins `x-ms-version` (e.g. for an older emulator); `None` uses the SDK's.
     pub storage_api_version: Option<String>,
     pub max_body_bytes: usize,
-    pub audit_container: String,
+    pub audit_container: ContainerName,
     /// `BLOB_CONTAINERS`: the only containers `blobs` may read and write.
-    pub blob_containers: Vec<String>,
+    pub blob_containers: Vec<ContainerName>,
     /// `TOKEN_ALLOWED_RESOURCES`: the only resources `/api/token` mints for,
     /// normalized as Entra compares them.
-    pub token_allowed_resources: Vec<String>,
+    pub token_allowed_resources: Vec<Resource>,
     pub app2_base_url: Option<String>,
     pub app2_resource: Option<String>,
-    pub flow_secret_name: String,
+    pub flow_secret_name: SecretName,
     /// Extra CA certificates (PEM) to trust, e.g. devstack's local CA.
     pub extra_ca_cert: Option<PathBuf>,
     pub upstream_max_retries: u32,
@@ -297,19 +300,13 @@ impl Raw {
             None
         };
 
-        let blob_containers = list(self.blob_containers.as_deref(), DEFAULT_BLOB_CONTAINERS);
-        if let Some(bad) = blob_containers
+        let blob_containers = list(self.blob_containers.as_deref(), DEFAULT_BLOB_CONTAINERS)
             .iter()
-            .find(|c| crate::azure::blobs::validate_container(c).is_err())
-        {
-            return Err(SettingsError::Invalid {
-                name: "BLOB_CONTAINERS",
-                reason: format!("{bad:?} is not a valid container name"),
-            });
-        }
+            .map(|c| named("BLOB_CONTAINERS", c, ContainerName::parse))
+            .collect::<Result<Vec<_>, _>>()?;
         let app_resources = [
-            Some(crate::azure::keyvault::RESOURCE),
-            Some(crate::azure::blobs::RESOURCE),
+            Some(KEY_VAULT_RESOURCE),
+            Some(STORAGE_RESOURCE),
             self.app2_resource.as_deref(),
         ];
         let default_resources: Vec<&str> = app_resources.into_iter().flatten().collect();
@@ -318,8 +315,8 @@ impl Raw {
             &default_resources.join(","),
         )
         .iter()
-        .map(|r| crate::identity::normalize_resource(r))
-        .collect();
+        .map(|r| named("TOKEN_ALLOWED_RESOURCES", r, Resource::parse))
+        .collect::<Result<Vec<_>, _>>()?;
 
         let azure = AzureSettings {
             blob_containers,
@@ -334,10 +331,18 @@ impl Raw {
             expose_secret_values: flag("EXPOSE_SECRET_VALUES", &self.expose_secret_values)?,
             max_body_bytes: opt("MAX_BODY_BYTES", &self.max_body_bytes)?
                 .unwrap_or(10 * 1024 * 1024),
-            audit_container: self.audit_container.unwrap_or_else(|| "audit".into()),
-            flow_secret_name: self
-                .flow_secret_name
-                .unwrap_or_else(|| "app1-demo-secret".into()),
+            audit_container: named(
+                "AUDIT_CONTAINER",
+                self.audit_container.as_deref().unwrap_or("audit"),
+                ContainerName::parse,
+            )?,
+            flow_secret_name: named(
+                "FLOW_SECRET_NAME",
+                self.flow_secret_name
+                    .as_deref()
+                    .unwrap_or("app1-demo-secret"),
+                SecretName::parse,
+            )?,
             upstream_max_retries: opt("UPSTREAM_MAX_RETRIES", &self.upstream_max_retries)?
                 .unwrap_or(2),
             upstream_timeout: Duration::from_millis(
@@ -378,6 +383,18 @@ impl Raw {
 
 /// The containers `blobs` may reach when `BLOB_CONTAINERS` is not set.
 pub const DEFAULT_BLOB_CONTAINERS: &str = "app1-data";
+
+/// A setting's value parsed into its name type, or an error naming the setting.
+fn named<T>(
+    name: &'static str,
+    value: &str,
+    parse: fn(&str) -> Result<T, InvalidName>,
+) -> Result<T, SettingsError> {
+    parse(value).map_err(|e| SettingsError::Invalid {
+        name,
+        reason: format!("{value:?}: {e}"),
+    })
+}
 
 /// A comma-separated list setting, trimmed, without empty items.
 fn list(value: Option<&str>, default: &str) -> Vec<String> {
@@ -568,9 +585,10 @@ mod tests {
     #[test]
     fn allow_lists_default_to_what_the_app_uses() {
         let s = load(&[("APP2_RESOURCE", "api://App2-Id/")]).unwrap().azure;
-        assert_eq!(s.blob_containers, ["app1-data"]);
+        let text = |v: &[Resource]| v.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(s.blob_containers[0].as_str(), "app1-data");
         assert_eq!(
-            s.token_allowed_resources,
+            text(&s.token_allowed_resources),
             [
                 "https://vault.azure.net",
                 "https://storage.azure.com",
@@ -583,8 +601,12 @@ mod tests {
         ])
         .unwrap()
         .azure;
-        assert_eq!(s.blob_containers, ["data-a", "data-b"]);
-        assert_eq!(s.token_allowed_resources, ["https://graph.microsoft.com"]);
+        let names: Vec<&str> = s.blob_containers.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, ["data-a", "data-b"]);
+        assert_eq!(
+            text(&s.token_allowed_resources),
+            ["https://graph.microsoft.com"]
+        );
         let bad = load(&[("BLOB_CONTAINERS", "ok-name,Bad_Name")]).unwrap_err();
         assert!(bad.to_string().contains("BLOB_CONTAINERS"), "{bad}");
     }

@@ -17,18 +17,46 @@ pub fn build() -> reqwest::Client {
         .expect("static reqwest configuration is valid")
 }
 
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    #[error("EXTRA_CA_CERT {path} cannot be read: {source}")]
+    UnreadableCa {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("EXTRA_CA_CERT {path} is not PEM: {source}")]
+    NotPem {
+        path: std::path::PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the HTTP client cannot be built: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
 /// As [`build`], also trusting the PEM certificates in `extra_ca` (e.g.
 /// devstack's local CA) on top of the platform's roots.
-pub fn build_with(extra_ca: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn build_with(
+    extra_ca: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, HttpClientError> {
     let mut b = builder(timeout);
     if let Some(path) = extra_ca {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("EXTRA_CA_CERT {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("EXTRA_CA_CERT {} is not PEM: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|source| HttpClientError::UnreadableCa {
+            path: path.to_owned(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+            HttpClientError::NotPem {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
         b = b.tls_certs_merge(certs);
     }
-    b.build().map_err(|e| e.to_string())
+    b.build().map_err(HttpClientError::Build)
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {

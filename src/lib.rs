@@ -16,9 +16,13 @@ pub mod diagnosis;
 pub mod functions;
 pub mod http_client;
 pub mod identity;
+pub mod invocation;
+pub mod names;
 pub mod problem;
 pub mod protocol;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 
-pub use startup::{AppState, Application};
+pub use startup::Application;
+pub use state::AppState;

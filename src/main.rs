@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
     let app = match Application::build(settings) {
         Ok(app) => app,
         Err(err) => {
-            tracing::error!(error = %err, "could not bind the handler port");
+            tracing::error!(error = %err, "the handler could not start");
             return std::process::ExitCode::from(1);
         }
     };

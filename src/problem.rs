@@ -4,7 +4,10 @@
 //! `stage` says which hop failed, `upstream_status` what that hop answered, and
 //! `hint` what to do. A problem never carries a token or a secret value.
 
+pub use crate::azure::Stage;
+use crate::azure::{ClientError, UpstreamError};
 use crate::identity::{ErrorKind, IdentityError, TokenError};
+use crate::names::InvalidName;
 
 /// Problem `type`s are `TROUBLESHOOTING.md#<section>`.
 pub const TROUBLESHOOTING_BASE: &str = "TROUBLESHOOTING.md";
@@ -12,54 +15,76 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde::Serialize;
 use std::fmt;
 
-/// Every problem `type` the handler emits: each is a section of TROUBLESHOOTING.md
-/// (a test checks), and `Problem::new` refuses others in debug builds.
-pub const ANCHORS: &[&str] = &[
-    "bad-request",
-    "not-found",
-    "not-configured",
-    "payload-too-large",
-    "binary-in-payload-mode",
-    "secret-not-found",
-    "blob-not-found",
-    "identity-bad-request",
-    "identity-not-configured",
-    "identity-endpoint-400",
-    "identity-endpoint-rejected-header",
-    "identity-endpoint-unavailable",
-    "identity-endpoint-error",
-    "developer-credential",
-    "keyvault-error",
-    "storage-error",
-    "app2-error",
-    "keyvault-forbidden-by-rbac",
-    "keyvault-access-policy",
-    "keyvault-unauthorized",
-    "storage-authorization-permission-mismatch",
-    "storage-authentication-failed",
-    "app2-audience-not-allowed",
-    "app2-tenant-mismatch",
-    "app2-not-allowed",
-    "app2-missing-app-role",
-    "identity-not-attached",
-    "identity-invalid-resource",
-    "container-not-allowed",
-    "container-read-only",
-    "resource-not-allowed",
-    "blob-exists",
-    "blob-too-large",
-];
+/// Every problem `type` the handler emits. Each is a section of
+/// TROUBLESHOOTING.md, and a test checks that every one of them has its section.
+macro_rules! problem_types {
+    ($($variant:ident => $anchor:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ProblemType {
+            $($variant,)*
+        }
 
-/// Which hop of a request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// The caller's request itself.
-    Request,
-    Identity,
-    Keyvault,
-    Storage,
-    App2,
+        impl ProblemType {
+            /// All of them, for the documentation test.
+            pub const ALL: &[ProblemType] = &[$(ProblemType::$variant,)*];
+
+            /// The TROUBLESHOOTING.md section (`#anchor`).
+            pub fn anchor(self) -> &'static str {
+                match self {
+                    $(ProblemType::$variant => $anchor,)*
+                }
+            }
+        }
+    };
+}
+
+problem_types! {
+    BadRequest => "bad-request",
+    NotFound => "not-found",
+    NotConfigured => "not-configured",
+    PayloadTooLarge => "payload-too-large",
+    BinaryInPayloadMode => "binary-in-payload-mode",
+    SecretNotFound => "secret-not-found",
+    BlobNotFound => "blob-not-found",
+    IdentityBadRequest => "identity-bad-request",
+    IdentityNotConfigured => "identity-not-configured",
+    IdentityEndpoint400 => "identity-endpoint-400",
+    IdentityEndpointRejectedHeader => "identity-endpoint-rejected-header",
+    IdentityEndpointUnavailable => "identity-endpoint-unavailable",
+    IdentityEndpointError => "identity-endpoint-error",
+    DeveloperCredential => "developer-credential",
+    KeyvaultError => "keyvault-error",
+    StorageError => "storage-error",
+    App2Error => "app2-error",
+    KeyvaultForbiddenByRbac => "keyvault-forbidden-by-rbac",
+    KeyvaultAccessPolicy => "keyvault-access-policy",
+    KeyvaultUnauthorized => "keyvault-unauthorized",
+    StorageAuthorizationPermissionMismatch => "storage-authorization-permission-mismatch",
+    StorageAuthenticationFailed => "storage-authentication-failed",
+    App2AudienceNotAllowed => "app2-audience-not-allowed",
+    App2TenantMismatch => "app2-tenant-mismatch",
+    App2NotAllowed => "app2-not-allowed",
+    App2MissingAppRole => "app2-missing-app-role",
+    IdentityNotAttached => "identity-not-attached",
+    IdentityInvalidResource => "identity-invalid-resource",
+    ContainerNotAllowed => "container-not-allowed",
+    ContainerReadOnly => "container-read-only",
+    ResourceNotAllowed => "resource-not-allowed",
+    BlobExists => "blob-exists",
+    BlobTooLarge => "blob-too-large",
+}
+
+impl ProblemType {
+    /// `{stage}-error`: an upstream failed or refused, undiagnosed.
+    pub fn upstream_error(stage: Stage) -> Self {
+        match stage {
+            Stage::Keyvault => ProblemType::KeyvaultError,
+            Stage::Storage => ProblemType::StorageError,
+            Stage::App2 => ProblemType::App2Error,
+            Stage::Identity => ProblemType::IdentityEndpointError,
+            Stage::Request => ProblemType::BadRequest,
+        }
+    }
 }
 
 /// A problem document. Boxed, so `Result<_, Problem>` stays one pointer wide.
@@ -88,13 +113,9 @@ pub struct ProblemDetails {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, anchor: &str, detail: impl Into<String>) -> Self {
-        debug_assert!(
-            ANCHORS.contains(&anchor),
-            "problem type {anchor} is not in ANCHORS (add it there and to TROUBLESHOOTING.md)"
-        );
+    pub fn new(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
         Self(Box::new(ProblemDetails {
-            kind: format!("{TROUBLESHOOTING_BASE}#{anchor}"),
+            kind: format!("{TROUBLESHOOTING_BASE}#{}", kind.anchor()),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
@@ -107,33 +128,47 @@ impl Problem {
 
     /// 400 for a malformed request; nothing was sent upstream.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail).stage(Stage::Request)
+        Self::new(StatusCode::BAD_REQUEST, ProblemType::BadRequest, detail).stage(Stage::Request)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", detail).stage(Stage::Request)
+        Self::new(StatusCode::NOT_FOUND, ProblemType::NotFound, detail).stage(Stage::Request)
     }
 
     /// 413: the body is larger than `MAX_BODY_BYTES`; nothing was stored.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
+            ProblemType::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes"),
         )
         .stage(Stage::Request)
         .hint("Raise MAX_BODY_BYTES, or upload large blobs directly to storage.")
     }
 
-    /// 503: the function needs a setting this deployment does not have.
-    pub fn not_configured(stage: Stage, setting: &str, what: &str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-configured",
-            format!("{setting} is not set, so this function cannot reach {what}"),
-        )
-        .stage(stage)
-        .hint(format!("Set the app setting {setting}."))
+    /// A diagnosed refusal: its specific `type`, the fix as `hint`, and the
+    /// `diagnosis` member.
+    pub fn diagnosed(mut self, kind: ProblemType, fix: String, diagnosis: &impl Serialize) -> Self {
+        self.kind = format!("{TROUBLESHOOTING_BASE}#{}", kind.anchor());
+        self.hint = Some(fix);
+        self.extensions.insert(
+            "diagnosis".into(),
+            serde_json::to_value(diagnosis).unwrap_or_default(),
+        );
+        self
+    }
+
+    /// The same problem with another status, and the title that goes with it.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status.as_u16();
+        self.title = status.canonical_reason().unwrap_or("Error").to_owned();
+        self
+    }
+
+    /// Adds an extension member (RFC 9457 §3.2), e.g. the flow's step report.
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_owned(), value);
+        self
     }
 
     pub fn stage(mut self, stage: Stage) -> Self {
@@ -183,6 +218,81 @@ impl ResponseError for Problem {
     }
 }
 
+impl From<InvalidName> for Problem {
+    fn from(err: InvalidName) -> Self {
+        Problem::bad_request(err.0)
+    }
+}
+
+impl From<ClientError> for Problem {
+    fn from(err: ClientError) -> Self {
+        Problem::from(&err)
+    }
+}
+
+/// The one place a client's typed error becomes an HTTP problem.
+impl From<&ClientError> for Problem {
+    fn from(err: &ClientError) -> Self {
+        match err {
+            ClientError::Identity(e) => Problem::from(e),
+            ClientError::Upstream(u) => Problem::from(u.as_ref()),
+            ClientError::NotFound { stage, what } => {
+                let kind = if *stage == Stage::Keyvault {
+                    ProblemType::SecretNotFound
+                } else {
+                    ProblemType::BlobNotFound
+                };
+                let detail = if *stage == Stage::Keyvault {
+                    format!("Key Vault has no {what}")
+                } else {
+                    format!("{what} does not exist")
+                };
+                Problem::new(StatusCode::NOT_FOUND, kind, detail)
+                    .stage(*stage)
+                    .upstream(Some(404))
+            }
+            ClientError::NotConfigured {
+                stage,
+                setting,
+                reason,
+            } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemType::NotConfigured,
+                reason.clone(),
+            )
+            .stage(*stage)
+            .hint(format!("Set the app setting {setting}.")),
+            ClientError::BlobExists { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                ProblemType::BlobExists,
+                err.to_string(),
+            )
+            .stage(Stage::Storage)
+            .upstream(Some(409)),
+            ClientError::BlobTooLarge { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ProblemType::BlobTooLarge,
+                err.to_string(),
+            )
+            .stage(Stage::Request)
+            .hint("Raise MAX_BODY_BYTES, or read large blobs from Storage directly."),
+        }
+    }
+}
+
+impl From<&UpstreamError> for Problem {
+    fn from(u: &UpstreamError) -> Self {
+        let status = if u.is_temporary() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        Problem::new(status, ProblemType::upstream_error(u.stage), u.to_string())
+            .stage(u.stage)
+            .upstream(u.status)
+    }
+}
+
 impl From<TokenError> for Problem {
     fn from(err: TokenError) -> Self {
         Problem::from(&err)
@@ -191,27 +301,25 @@ impl From<TokenError> for Problem {
 
 impl From<&TokenError> for Problem {
     fn from(err: &TokenError) -> Self {
-        let see = |anchor: &str| format!("See {TROUBLESHOOTING_BASE}#{anchor}.");
+        let see = |kind: ProblemType| format!("See {TROUBLESHOOTING_BASE}#{}.", kind.anchor());
         match err {
             TokenError::Managed(e) => Problem::from(e),
             TokenError::SelectorUnsupported(reason) => {
-                Problem::new(StatusCode::BAD_REQUEST, "identity-bad-request", reason.clone())
+                Problem::new(StatusCode::BAD_REQUEST, ProblemType::IdentityBadRequest, reason.clone())
                     .stage(Stage::Identity)
-                    .hint(see("identity-bad-request"))
+                    .hint(see(ProblemType::IdentityBadRequest))
             }
             TokenError::Developer(_) => Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "developer-credential",
+                StatusCode::BAD_GATEWAY, ProblemType::DeveloperCredential,
                 err.to_string(),
             )
             .stage(Stage::Identity)
             .hint(format!(
                 "No managed identity is present, so the handler used developer credentials: run `az login` (or `azd auth login`), or start devstack for a local identity endpoint. {}",
-                see("developer-credential")
+                see(ProblemType::DeveloperCredential)
             )),
             TokenError::NotConfigured { setting, reason } => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-configured",
+                StatusCode::SERVICE_UNAVAILABLE, ProblemType::NotConfigured,
                 format!("{setting}: {reason}"),
             )
             .stage(Stage::Identity)
@@ -230,40 +338,33 @@ impl From<&IdentityError> for Problem {
             StatusCode::BAD_GATEWAY
         };
         let anchor = identity_anchor(err);
-        let mut problem = Problem::new(status, anchor, err.to_string())
+        Problem::new(status, anchor, err.to_string())
             .stage(Stage::Identity)
             .upstream(err.upstream_status())
-            .hint(identity_hint(err, anchor));
-        if let Some((status, code, message)) = err.endpoint_answer() {
-            problem.extensions.insert(
-                "upstream".into(),
-                serde_json::json!({ "status": status, "code": code, "message": message }),
-            );
-        }
-        problem
+            .hint(identity_hint(err, anchor))
     }
 }
 
 /// The TROUBLESHOOTING.md section for an identity error, from the crate's
 /// stable [`ErrorKind`].
-fn identity_anchor(err: &IdentityError) -> &'static str {
+fn identity_anchor(err: &IdentityError) -> ProblemType {
     match (err.kind(), err) {
-        (ErrorKind::InvalidRequest, _) => "identity-bad-request",
-        (ErrorKind::NotConfigured, _) => "identity-not-configured",
-        (ErrorKind::IdentityNotFound, _) => "identity-endpoint-400",
-        (ErrorKind::Unauthorized, _) => "identity-endpoint-rejected-header",
+        (ErrorKind::InvalidRequest, _) => ProblemType::IdentityBadRequest,
+        (ErrorKind::NotConfigured, _) => ProblemType::IdentityNotConfigured,
+        (ErrorKind::IdentityNotFound, _) => ProblemType::IdentityEndpoint400,
+        (ErrorKind::Unauthorized, _) => ProblemType::IdentityEndpointRejectedHeader,
         (ErrorKind::Unavailable, _) if err.is_temporary() || err.upstream_status().is_none() => {
-            "identity-endpoint-unavailable"
+            ProblemType::IdentityEndpointUnavailable
         }
         (ErrorKind::Unavailable, IdentityError::DeadlineExceeded { .. }) => {
-            "identity-endpoint-unavailable"
+            ProblemType::IdentityEndpointUnavailable
         }
-        _ => "identity-endpoint-error",
+        _ => ProblemType::IdentityEndpointError,
     }
 }
 
-fn identity_hint(err: &IdentityError, anchor: &str) -> String {
-    let see = format!("See {TROUBLESHOOTING_BASE}#{anchor}.");
+fn identity_hint(err: &IdentityError, kind: ProblemType) -> String {
+    let see = format!("See {TROUBLESHOOTING_BASE}#{}.", kind.anchor());
     let text = match err.kind() {
         ErrorKind::IdentityNotFound => {
             "The selected user-assigned identity is not attached to this app, or several are attached and none is selected. Check AZURE_CLIENT_ID / MANAGED_IDENTITY_OBJECT_ID / MANAGED_IDENTITY_RESOURCE_ID against the identities shown under the app's Identity blade."
@@ -293,7 +394,8 @@ mod tests {
     #[test]
     fn every_problem_type_has_a_troubleshooting_section() {
         let guide = include_str!("../TROUBLESHOOTING.md");
-        for anchor in ANCHORS {
+        for kind in ProblemType::ALL {
+            let anchor = kind.anchor();
             assert!(
                 guide.contains(&format!("<a id=\"{anchor}\"></a>")),
                 "TROUBLESHOOTING.md lacks {anchor}"

@@ -1,61 +1,31 @@
 //! Wiring: settings → shared state → actix-web server on 127.0.0.1.
 
-use crate::azure::AzureClients;
-use crate::configuration::{AzureSettings, Settings};
-use crate::identity::IdentityProvider;
+use crate::configuration::Settings;
 use crate::problem::Problem;
 use crate::protocol::{forward, payload};
+use crate::state::AppState;
 use crate::telemetry;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
 use std::net::TcpListener;
-use std::sync::Arc;
 
-/// Limits applied before any function runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-}
-
-/// State shared by every function.
-pub struct AppState {
-    pub identity: Arc<IdentityProvider>,
-    pub azure: AzureClients,
-    pub settings: AzureSettings,
-    pub limits: Limits,
-}
-
-impl AppState {
-    /// Builds the provider and clients; no network call is made.
-    pub fn new(settings: &Settings) -> std::io::Result<Self> {
-        let http = crate::http_client::build_with(
-            settings.azure.extra_ca_cert.as_deref(),
-            settings.azure.upstream_timeout,
-        )
-        .map_err(std::io::Error::other)?;
-        let identity = Arc::new(IdentityProvider::new(
-            settings.identity.clone(),
-            Arc::new(http.clone()),
-        ));
-        identity.log_source();
-        Ok(Self::with_identity(settings, identity, http))
-    }
-
-    /// As [`AppState::new`], with a prepared provider (tests inject doubles).
-    pub fn with_identity(
-        settings: &Settings,
-        identity: Arc<IdentityProvider>,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            azure: AzureClients::new(&settings.azure, identity.clone(), http),
-            identity,
-            settings: settings.azure.clone(),
-            limits: Limits {
-                max_body_bytes: settings.azure.max_body_bytes,
-            },
-        }
-    }
+/// Why the handler could not start. `main` logs it and exits non-zero, which
+/// the host reports and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting cannot be used.
+    #[error(transparent)]
+    Settings(#[from] crate::configuration::SettingsError),
+    /// `EXTRA_CA_CERT` cannot be read or is not PEM.
+    #[error(transparent)]
+    HttpClient(#[from] crate::http_client::HttpClientError),
+    /// The port is taken or not ours to bind.
+    #[error("could not bind 127.0.0.1:{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The bound, not yet running server.
@@ -68,15 +38,20 @@ pub struct Application {
 impl Application {
     /// Binds `127.0.0.1:<port>` (0 picks a free one) and builds the server.
     /// Makes no outbound call: the host's 30 s readiness window is for binding.
-    pub fn build(settings: Settings) -> std::io::Result<Self> {
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let state = AppState::new(&settings)?;
         Self::build_with(settings, state)
     }
 
     /// As [`Application::build`], with prepared state.
-    pub fn build_with(settings: Settings, state: AppState) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", settings.server.port))?;
-        let port = listener.local_addr()?.port();
+    pub fn build_with(settings: Settings, state: AppState) -> Result<Self, StartupError> {
+        let wanted = settings.server.port;
+        let bind_error = |source| StartupError::Bind {
+            port: wanted,
+            source,
+        };
+        let listener = TcpListener::bind(("127.0.0.1", wanted)).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
         let state = web::Data::new(state);
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -91,7 +66,8 @@ impl Application {
         // We own shutdown (see `main`): SIGTERM and SIGINT both stop gracefully.
         .disable_signals()
         .shutdown_timeout(10)
-        .listen(listener)?
+        .listen(listener)
+        .map_err(bind_error)?
         .run();
         tracing::info!(port, "handler listening on 127.0.0.1");
         Ok(Self {

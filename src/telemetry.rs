@@ -45,9 +45,9 @@ pub async fn request_span(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let invocation_id = crate::protocol::invocation_id(req.headers());
+    let invocation_id = crate::invocation::invocation_id(req.headers());
     actix_web::HttpMessage::extensions_mut(&req)
-        .insert(crate::protocol::InvocationId(invocation_id.clone()));
+        .insert(crate::invocation::InvocationId(invocation_id.clone()));
     let span = tracing::info_span!(
         "request",
         method = %req.method(),

@@ -1,8 +1,9 @@
 //! Calling app2, the EasyAuth-protected App Service, with a token whose
 //! audience is app2.
 
-use crate::identity::{IdentityProvider, claims::decode_claims};
-use crate::problem::{Problem, Stage};
+use super::error::{ClientError, Stage, UpstreamError, error_chain};
+use crate::identity::{IdentityProvider, UserAssignedId, capped, claims::decode_claims};
+use crate::names::App2Path;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -16,6 +17,35 @@ pub struct App2Response {
     pub claims: Map<String, Value>,
 }
 
+impl App2Response {
+    /// Whether app2 refused (401, 403) or failed (5xx).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status, 401 | 403) || self.status >= 500
+    }
+
+    /// The refusal as a client error, with what app2 (or EasyAuth) said.
+    pub fn refusal(&self) -> ClientError {
+        let said = capped(&String::from_utf8_lossy(&self.body));
+        let json: Option<Value> = serde_json::from_slice(&self.body).ok();
+        let field = |name: &str| {
+            json.as_ref()
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        ClientError::from(UpstreamError {
+            stage: Stage::App2,
+            status: Some(self.status),
+            code: field("title"),
+            message: said,
+            www_authenticate: self.www_authenticate.clone(),
+            content_type: self.content_type.clone(),
+            required_role: field("required_role"),
+            claims: Some(self.claims.clone()),
+        })
+    }
+}
+
 pub struct App2Client {
     base_url: String,
     resource: String,
@@ -23,26 +53,9 @@ pub struct App2Client {
     credential: Arc<IdentityProvider>,
 }
 
-/// A relative path for app2: no scheme, no `..`, no backslashes or control characters.
-pub fn validate_path(path: &str) -> Result<(), Problem> {
-    // Check the decoded form too: `..%2F` must not slip through.
-    let decoded: String = percent_decode(path);
-    let ok = path.len() <= 2048
-        && !decoded.contains("://")
-        && !decoded.starts_with('/')
-        && !decoded.chars().any(|c| c.is_control() || c == '\\')
-        && decoded.split('/').all(|s| s != ".." && s != ".")
-        && !path.contains("://")
-        && !path.starts_with('/')
-        && !path.chars().any(|c| c.is_control() || c == '\\')
-        && path.split('/').all(|s| s != ".." && s != ".");
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(
-            "the app2 path must be relative, without '.' or '..' segments, backslashes or control characters",
-        ))
-    }
+/// app2's `whoami` route, which the flow and `?check=app2` call.
+pub fn whoami() -> App2Path {
+    App2Path::parse("api/whoami").expect("a valid constant path")
 }
 
 impl App2Client {
@@ -65,33 +78,22 @@ impl App2Client {
     }
 
     /// GETs `{APP2_BASE_URL}/{path}?{query}` with a token for `{APP2_RESOURCE}/.default`.
-    pub async fn get(&self, path: &str, query: &str) -> Result<App2Response, Problem> {
+    pub async fn get(&self, path: &App2Path, query: &str) -> Result<App2Response, ClientError> {
         self.get_as(path, query, None).await
     }
 
     /// As [`App2Client::get`], as a particular identity.
     pub async fn get_as(
         &self,
-        path: &str,
+        path: &App2Path,
         query: &str,
-        identity: Option<crate::identity::UserAssignedId>,
-    ) -> Result<App2Response, Problem> {
-        validate_path(path)?;
-        let scope = format!("{}/.default", self.resource);
+        identity: Option<UserAssignedId>,
+    ) -> Result<App2Response, ClientError> {
         let token = self
             .credential
-            .as_identity(identity)
-            .get_token(&[&scope], None)
-            .await
-            .map_err(|e| match e.downcast_ref::<crate::identity::TokenError>() {
-                Some(identity) => Problem::from(identity),
-                None => Problem::new(
-                    actix_web::http::StatusCode::BAD_GATEWAY,
-                    "identity-endpoint-error",
-                    e.to_string(),
-                )
-                .stage(Stage::Identity),
-            })?;
+            .token(&self.resource, identity.as_ref())
+            .await?
+            .token;
         let claims = decode_claims(token.token.secret()).unwrap_or_default();
         let mut url = format!("{}/{path}", self.base_url);
         if !query.is_empty() {
@@ -105,15 +107,16 @@ impl App2Client {
             .send()
             .await
             .map_err(|e| {
-                Problem::new(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "app2-error",
-                    format!(
-                        "app2 could not be reached: {}",
-                        super::upstream::error_chain(&e.without_url())
-                    ),
-                )
-                .stage(Stage::App2)
+                ClientError::from(UpstreamError {
+                    stage: Stage::App2,
+                    status: None,
+                    code: None,
+                    message: capped(&error_chain(&e.without_url())),
+                    www_authenticate: None,
+                    content_type: None,
+                    required_role: None,
+                    claims: Some(claims.clone()),
+                })
             })?;
         let header = |name| {
             response
@@ -133,36 +136,5 @@ impl App2Client {
             body,
             claims,
         })
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(
-        format!("p={}", s.replace('+', "%2B").replace('&', "%26")).as_bytes(),
-    )
-    .next()
-    .map(|(_, v)| v.into_owned())
-    .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths() {
-        assert!(validate_path("api/whoami").is_ok());
-        assert!(validate_path("").is_ok());
-        for bad in [
-            "../x",
-            "a/../../b",
-            "/abs",
-            "http://evil/x",
-            "a\\b",
-            "a\nb",
-            "./a",
-        ] {
-            assert!(validate_path(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -1,8 +1,9 @@
 //! Blob Storage through the official `azure_storage_blob` client, on our
 //! token provider.
 
-use super::upstream::UpstreamError;
-use crate::problem::{Problem, Stage};
+use super::claims_recorder::ClaimsRecorder;
+use super::error::{ClientError, Stage, UpstreamError};
+use crate::names::{BlobName, ContainerName};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::Etag;
 use azure_core::http::{ClientOptions, RequestContent, StatusCode, Url};
@@ -17,47 +18,7 @@ use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 
 /// The resource the blob client requests tokens for.
-pub const RESOURCE: &str = "https://storage.azure.com";
-
-/// Azure's container rule: 3–63 of `a-z 0-9 -`, starting with a letter or
-/// digit, no `--`, not ending in `-`.
-pub fn validate_container(name: &str) -> Result<(), Problem> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(
-            "a container name is 3-63 lower-case letters, digits and single hyphens, starting with a letter or digit",
-        ))
-    }
-}
-
-/// Azure's blob rule (1–1024 characters, at most 254 segments) plus what is
-/// safe behind a URL: no empty, `.` or `..` segments, no control characters or
-/// backslashes, no trailing dot.
-pub fn validate_blob_name(name: &str) -> Result<(), Problem> {
-    let segments: Vec<&str> = name.split('/').collect();
-    let ok = (1..=1024).contains(&name.chars().count())
-        && segments.len() <= 254
-        && segments
-            .iter()
-            .all(|s| !s.is_empty() && *s != "." && *s != "..")
-        && !name.chars().any(|c| c.is_control() || c == '\\')
-        && !name.ends_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(
-            "a blob name is 1-1024 characters in at most 254 non-empty '/'-separated segments, without '.' or '..' segments, backslashes, control characters or a trailing dot",
-        ))
-    }
-}
+pub const RESOURCE: &str = crate::names::STORAGE_RESOURCE;
 
 /// Which page of a listing to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,23 +65,14 @@ pub struct BlobEntry {
 
 pub struct BlobStore {
     service: BlobServiceClient,
+    credential: Arc<ClaimsRecorder>,
 }
 
-fn upstream(e: &azure_core::Error) -> Problem {
-    match UpstreamError::from_azure(Stage::Storage, e) {
-        Ok(u) => u.to_problem(),
-        Err(p) => p,
-    }
-}
-
-fn not_found(what: String) -> Problem {
-    Problem::new(
-        actix_web::http::StatusCode::NOT_FOUND,
-        "blob-not-found",
+fn not_found(what: String) -> ClientError {
+    ClientError::NotFound {
+        stage: Stage::Storage,
         what,
-    )
-    .stage(Stage::Storage)
-    .upstream(Some(404))
+    }
 }
 
 impl BlobStore {
@@ -130,6 +82,7 @@ impl BlobStore {
         client_options: ClientOptions,
         api_version: Option<String>,
     ) -> azure_core::Result<Self> {
+        let credential = Arc::new(ClaimsRecorder::new(credential));
         let mut options = BlobServiceClientOptions {
             client_options,
             ..Default::default()
@@ -140,14 +93,24 @@ impl BlobStore {
         // No trailing slash on a path-style URL, or requests go to `//container`.
         let url = Url::parse(account_url.trim_end_matches('/'))?;
         Ok(Self {
-            service: BlobServiceClient::new(url, Some(credential), Some(options))?,
+            service: BlobServiceClient::new(url, Some(credential.clone()), Some(options))?,
+            credential,
         })
+    }
+
+    /// An SDK error as a client error, with the claims of the token sent.
+    fn upstream(&self, e: &azure_core::Error) -> ClientError {
+        self.credential
+            .with_claims(UpstreamError::from_azure(Stage::Storage, e))
     }
 
     /// One page of a container's listing: at most `page.max` entries, from
     /// `page.marker` on, and the marker for the next page if there is one.
-    pub async fn list(&self, container: &str, page: &ListPage) -> Result<BlobPage, Problem> {
-        validate_container(container)?;
+    pub async fn list(
+        &self,
+        container: &ContainerName,
+        page: &ListPage,
+    ) -> Result<BlobPage, ClientError> {
         let options = BlobContainerClientListBlobsOptions {
             maxresults: Some(page.max as i32),
             marker: page.marker.clone(),
@@ -155,22 +118,22 @@ impl BlobStore {
         };
         let mut pages = self
             .service
-            .blob_container_client(container)
+            .blob_container_client(container.as_str())
             .list_blobs(Some(options))
-            .map_err(|e| upstream(&e))?
+            .map_err(|e| self.upstream(&e))?
             .into_pages();
         let missing = |e: azure_core::Error| {
             if e.http_status() == Some(StatusCode::NotFound) {
-                not_found(format!("container {container} does not exist"))
+                not_found(format!("container {container}"))
             } else {
-                upstream(&e)
+                self.upstream(&e)
             }
         };
         // Only the first page: the caller pages on with `next_marker`.
         let Some(first) = pages.try_next().await.map_err(missing)? else {
             return Ok(BlobPage::default());
         };
-        let listing = first.into_model().map_err(|e| upstream(&e))?;
+        let listing = first.into_model().map_err(|e| self.upstream(&e))?;
         let blobs = listing
             .blob_items
             .into_iter()
@@ -198,15 +161,13 @@ impl BlobStore {
     /// (`If-None-Match: *`): Storage answers 409 and nothing changes.
     pub async fn put(
         &self,
-        container: &str,
-        name: &str,
+        container: &ContainerName,
+        name: &BlobName,
         content_type: &str,
         body: Bytes,
         write: Write,
-    ) -> Result<(), Problem> {
-        validate_container(container)?;
-        validate_blob_name(name)?;
-        let client = self.service.blob_client(container, name);
+    ) -> Result<(), ClientError> {
+        let client = self.service.blob_client(container.as_str(), name.as_str());
         let upload = || {
             client.upload(
                 <RequestContent<Bytes, azure_core::http::NoFormat> as From<Bytes>>::from(
@@ -221,17 +182,12 @@ impl BlobStore {
         };
         let failed = |e: azure_core::Error| {
             if e.http_status() == Some(StatusCode::Conflict) {
-                Problem::new(
-                    actix_web::http::StatusCode::CONFLICT,
-                    "blob-exists",
-                    format!(
-                        "blob {container}/{name} already exists, and this write never replaces one"
-                    ),
-                )
-                .stage(Stage::Storage)
-                .upstream(Some(409))
+                ClientError::BlobExists {
+                    container: container.clone(),
+                    blob: name.clone(),
+                }
             } else {
-                upstream(&e)
+                self.upstream(&e)
             }
         };
         match upload().await {
@@ -239,13 +195,13 @@ impl BlobStore {
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
                 match self
                     .service
-                    .blob_container_client(container)
+                    .blob_container_client(container.as_str())
                     .create(None)
                     .await
                 {
                     Ok(_) => {}
                     Err(e) if e.http_status() == Some(StatusCode::Conflict) => {}
-                    Err(e) => return Err(upstream(&e)),
+                    Err(e) => return Err(self.upstream(&e)),
                 }
                 upload().await.map(|_| ()).map_err(failed)
             }
@@ -257,32 +213,26 @@ impl BlobStore {
     /// they pass `max_bytes`, so one large blob cannot fill the handler's memory.
     pub async fn get(
         &self,
-        container: &str,
-        name: &str,
+        container: &ContainerName,
+        name: &BlobName,
         max_bytes: usize,
-    ) -> Result<(Bytes, Option<String>), Problem> {
-        validate_container(container)?;
-        validate_blob_name(name)?;
-        let missing = || not_found(format!("blob {container}/{name} does not exist"));
-        let too_large = || {
-            Problem::new(
-                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "blob-too-large",
-                format!("blob {container}/{name} is larger than {max_bytes} bytes, the most this function returns"),
-            )
-            .stage(Stage::Request)
-            .hint("Raise MAX_BODY_BYTES, or read large blobs from Storage directly.")
+    ) -> Result<(Bytes, Option<String>), ClientError> {
+        let missing = || not_found(format!("blob {container}/{name}"));
+        let too_large = || ClientError::BlobTooLarge {
+            container: container.clone(),
+            blob: name.clone(),
+            limit: max_bytes,
         };
         let result = self
             .service
-            .blob_client(container, name)
+            .blob_client(container.as_str(), name.as_str())
             .download(None)
             .await
             .map_err(|e| {
                 if e.http_status() == Some(StatusCode::NotFound) {
                     missing()
                 } else {
-                    upstream(&e)
+                    self.upstream(&e)
                 }
             })?;
         if result
@@ -295,7 +245,7 @@ impl BlobStore {
         let content_type = result.properties.content_type.clone();
         let mut stream = result.body;
         let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = stream.try_next().await.map_err(|e| upstream(&e))? {
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.upstream(&e))? {
             if body.len() + chunk.len() > max_bytes {
                 return Err(too_large());
             }
@@ -304,74 +254,33 @@ impl BlobStore {
         Ok((body.freeze(), content_type))
     }
 
-    pub async fn delete(&self, container: &str, name: &str) -> Result<(), Problem> {
-        validate_container(container)?;
-        validate_blob_name(name)?;
-        match self.service.blob_client(container, name).delete(None).await {
+    pub async fn delete(
+        &self,
+        container: &ContainerName,
+        name: &BlobName,
+    ) -> Result<(), ClientError> {
+        match self
+            .service
+            .blob_client(container.as_str(), name.as_str())
+            .delete(None)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
-                Err(not_found(format!("blob {container}/{name} does not exist")))
+                Err(not_found(format!("blob {container}/{name}")))
             }
-            Err(e) => Err(upstream(&e)),
+            Err(e) => Err(self.upstream(&e)),
         }
     }
 
     /// A harmless authenticated call, for `?check=storage`.
     /// (Whether the container exists does not matter: a 404 passed authorization.)
-    pub async fn probe(&self, container: &str) -> Result<(), Problem> {
+    pub async fn probe(&self, container: &ContainerName) -> Result<(), ClientError> {
         self.service
-            .blob_container_client(container)
+            .blob_container_client(container.as_str())
             .exists()
             .await
             .map(|_| ())
-            .map_err(|e| upstream(&e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_names() {
-        for good in ["abc", "audit", "a-b-c", "0day", &"a".repeat(63)] {
-            assert!(validate_container(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "ab",
-            "Abc",
-            "-abc",
-            "abc-",
-            "a--b",
-            "a_b",
-            "a.b",
-            &"a".repeat(64),
-            "$root",
-        ] {
-            assert!(validate_container(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn blob_names() {
-        for good in ["a", "dir/file.txt", "ünïcode/名前.bin", &"a".repeat(1024)] {
-            assert!(validate_blob_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "../etc/passwd",
-            "a/../b",
-            "a/./b",
-            "a//b",
-            "/a",
-            "a/",
-            "a\\b",
-            "a\u{0}b",
-            "trailing.",
-            &"a".repeat(1025),
-        ] {
-            assert!(validate_blob_name(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_blob_name(&vec!["s"; 255].join("/")).is_err());
+            .map_err(|e| self.upstream(&e))
     }
 }

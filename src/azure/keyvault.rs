@@ -1,8 +1,9 @@
 //! Reading secrets through the official `azure_security_keyvault_secrets`
 //! client, on our token provider, with a TTL cache.
 
-use super::upstream::UpstreamError;
-use crate::problem::{Problem, Stage};
+use super::claims_recorder::ClaimsRecorder;
+use super::error::{ClientError, Stage, UpstreamError};
+use crate::names::{SecretName, SecretVersion};
 use app_service_identity::single_flight::{Failed, Fresh, Miss, Served, SingleFlightCache};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::ClientOptions;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 
 /// The resource Key Vault tokens are issued for.
-pub const RESOURCE: &str = "https://vault.azure.net";
+pub const RESOURCE: &str = crate::names::KEY_VAULT_RESOURCE;
 
 /// A secret as read, with its value kept in a redacting `Secret`.
 #[derive(Debug)]
@@ -50,37 +51,14 @@ impl FetchedSecret {
     }
 }
 
-/// Key Vault's name rule: 1–127 characters of `0-9 a-z A-Z -`.
-pub fn validate_name(name: &str) -> Result<(), Problem> {
-    if (1..=127).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(
-            "a secret name is 1-127 characters of letters, digits and hyphens",
-        ))
-    }
-}
-
-/// A version id is 32 hexadecimal characters.
-pub fn validate_version(version: &str) -> Result<(), Problem> {
-    if version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(
-            "a secret version is 32 hexadecimal characters",
-        ))
-    }
-}
-
 /// Key Vault's guidance: cache secrets in memory and re-read them only when
 /// the copy is stale or stops working. Concurrent misses of one secret make one
 /// request (the identity crate's single-flight cache, without failure memory).
 pub struct SecretsService {
     client: Arc<SecretClient>,
-    cache: SingleFlightCache<(String, Option<String>), Arc<FetchedSecret>, Fetch>,
+    cache: SingleFlightCache<(String, Option<String>), Arc<FetchedSecret>, ClientError>,
     ttl: Duration,
+    credential: Arc<ClaimsRecorder>,
 }
 
 /// Secrets kept at most (keys come from request paths).
@@ -94,9 +72,10 @@ impl SecretsService {
         verify_challenge_resource: bool,
         ttl: Duration,
     ) -> azure_core::Result<Self> {
+        let credential = Arc::new(ClaimsRecorder::new(credential));
         let client = SecretClient::new(
             vault_url,
-            credential,
+            credential.clone(),
             Some(SecretClientOptions {
                 client_options,
                 verify_challenge_resource: Some(verify_challenge_resource),
@@ -107,29 +86,27 @@ impl SecretsService {
             client: Arc::new(client),
             cache: SingleFlightCache::new(MAX_CACHED_SECRETS),
             ttl,
+            credential,
         })
     }
 
     /// A secret (latest or `version`); `bool` is true when served from the cache.
     pub async fn get(
         &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> Result<(Arc<FetchedSecret>, bool), Problem> {
-        validate_name(name)?;
-        if let Some(v) = version {
-            validate_version(v)?;
-        }
+        name: &SecretName,
+        version: Option<&SecretVersion>,
+    ) -> Result<(Arc<FetchedSecret>, bool), ClientError> {
+        // Key Vault's names are case-insensitive: one cache entry per secret.
         let key = (
-            name.to_ascii_lowercase(),
-            version.map(str::to_ascii_lowercase),
+            name.as_str().to_ascii_lowercase(),
+            version.map(|v| v.as_str().to_ascii_lowercase()),
         );
         let (client, ttl) = (self.client.clone(), self.ttl);
-        let (owned_name, owned_version) = (name.to_owned(), version.map(str::to_owned));
+        let (name, version) = (name.clone(), version.cloned());
         let result = self
             .cache
             .get(&key, move || async move {
-                fetch(&client, &owned_name, owned_version.as_deref())
+                fetch(&client, &name, version.as_ref())
                     .await
                     .map(|secret| Fresh {
                         value: Arc::new(secret),
@@ -145,60 +122,49 @@ impl SecretsService {
             .map(|(secret, served)| (secret, served == Served::Cached))
             .map_err(|miss| match miss {
                 Miss::Failed(e) | Miss::Remembered { error: e, .. } => e,
-                _ => Fetch::Problem(Problem::bad_request("unexpected cache outcome")),
+                _ => ClientError::NotFound {
+                    stage: Stage::Keyvault,
+                    what: "the cached secret".into(),
+                },
             });
-        if let Err(Fetch::Upstream(e)) = &result
+        if let Err(ClientError::Upstream(e)) = &result
             && matches!(e.status, Some(401 | 403))
         {
             // Access changed: never serve a copy read with access we no longer have.
             self.cache.invalidate(&key);
         }
-        result.map_err(|e| match e {
-            Fetch::NotFound => Problem::new(
-                actix_web::http::StatusCode::NOT_FOUND,
-                "secret-not-found",
-                format!(
-                    "Key Vault has no secret {name}{}",
-                    version
-                        .map(|v| format!(" with version {v}"))
-                        .unwrap_or_default()
-                ),
-            )
-            .stage(Stage::Keyvault)
-            .upstream(Some(404)),
-            Fetch::Upstream(e) => e.to_problem(),
-            Fetch::Problem(p) => p,
-        })
+        result.map_err(|e| self.credential.with_claims(e))
     }
 
     /// A harmless authenticated call, for `?check=keyvault`: reading a
     /// secret. A 404 still proves the caller may read the vault.
-    pub async fn probe(&self, name: &str) -> Result<(), Problem> {
-        match self.client.get_secret(name, None).await {
+    pub async fn probe(&self, name: &SecretName) -> Result<(), ClientError> {
+        match self.client.get_secret(name.as_str(), None).await {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(azure_core::http::StatusCode::NotFound) => Ok(()),
-            Err(e) => Err(match UpstreamError::from_azure(Stage::Keyvault, &e) {
-                Ok(u) => u.to_problem(),
-                Err(p) => p,
-            }),
+            Err(e) => Err(self
+                .credential
+                .with_claims(UpstreamError::from_azure(Stage::Keyvault, &e))),
         }
     }
 }
 
 async fn fetch(
     client: &SecretClient,
-    name: &str,
-    version: Option<&str>,
-) -> Result<FetchedSecret, Fetch> {
+    name: &SecretName,
+    version: Option<&SecretVersion>,
+) -> Result<FetchedSecret, ClientError> {
     let options = SecretClientGetSecretOptions {
-        secret_version: version.map(str::to_owned),
+        secret_version: version.map(|v| v.as_str().to_owned()),
         ..Default::default()
     };
     let response = client
-        .get_secret(name, Some(options))
+        .get_secret(name.as_str(), Some(options))
         .await
-        .map_err(classify)?;
-    let secret = response.into_model().map_err(classify)?;
+        .map_err(|e| classify(e, name, version))?;
+    let secret = response
+        .into_model()
+        .map_err(|e| classify(e, name, version))?;
     let version = secret
         .id
         .as_deref()
@@ -208,7 +174,7 @@ async fn fetch(
     let time = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
     let attributes = secret.attributes.as_ref();
     Ok(FetchedSecret {
-        name: name.to_owned(),
+        name: name.as_str().to_owned(),
         version,
         enabled: attributes.and_then(|a| a.enabled),
         content_type: secret.content_type.clone(),
@@ -218,44 +184,27 @@ async fn fetch(
     })
 }
 
-#[derive(Clone)]
-enum Fetch {
-    NotFound,
-    Upstream(UpstreamError),
-    Problem(Problem),
-}
-
-fn classify(e: azure_core::Error) -> Fetch {
+/// A 404 is "no such secret"; anything else is the upstream's refusal.
+fn classify(
+    e: azure_core::Error,
+    name: &SecretName,
+    version: Option<&SecretVersion>,
+) -> ClientError {
     if e.http_status() == Some(azure_core::http::StatusCode::NotFound) {
-        return Fetch::NotFound;
+        return ClientError::NotFound {
+            stage: Stage::Keyvault,
+            what: format!(
+                "secret {name}{}",
+                version.map(|v| format!(" version {v}")).unwrap_or_default()
+            ),
+        };
     }
-    match UpstreamError::from_azure(Stage::Keyvault, &e) {
-        Ok(u) => Fetch::Upstream(u),
-        Err(p) => Fetch::Problem(p),
-    }
+    UpstreamError::from_azure(Stage::Keyvault, &e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_versions() {
-        assert!(validate_name("app1-demo-secret").is_ok());
-        assert!(validate_name(&"a".repeat(127)).is_ok());
-        for bad in [
-            "",
-            "has_underscore",
-            "dot.ted",
-            "sp ace",
-            &"a".repeat(128),
-            "../x",
-        ] {
-            assert!(validate_name(bad).is_err(), "{bad}");
-        }
-        assert!(validate_version("0123456789abcdef0123456789ABCDEF").is_ok());
-        assert!(validate_version("latest").is_err());
-    }
 
     #[test]
     fn metadata_hides_the_value_unless_exposed() {

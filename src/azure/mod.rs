@@ -4,12 +4,15 @@
 
 pub mod app2;
 pub mod blobs;
+mod claims_recorder;
+pub mod error;
 pub mod keyvault;
-pub mod upstream;
+
+pub use error::{ClientError, Stage, UpstreamError};
 
 use crate::configuration::AzureSettings;
 use crate::identity::{IdentityProvider, UserAssignedId};
-use crate::problem::{Problem, Stage};
+
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use std::sync::Arc;
@@ -17,9 +20,9 @@ use std::time::Duration;
 
 /// The clients, each either ready or the problem that explains why not.
 pub struct AzureClients {
-    pub secrets: Result<keyvault::SecretsService, Problem>,
-    pub blobs: Result<blobs::BlobStore, Problem>,
-    pub app2: Result<app2::App2Client, Problem>,
+    pub secrets: Result<keyvault::SecretsService, ClientError>,
+    pub blobs: Result<blobs::BlobStore, ClientError>,
+    pub app2: Result<app2::App2Client, ClientError>,
     settings: AzureSettings,
     identity: Arc<IdentityProvider>,
     http: reqwest::Client,
@@ -34,16 +37,8 @@ impl AzureClients {
     ) -> Self {
         let credential: Arc<dyn TokenCredential> = identity.clone();
         let app2 = match (&settings.app2_base_url, &settings.app2_resource) {
-            (None, _) => Err(Problem::not_configured(
-                Stage::App2,
-                "APP2_BASE_URL",
-                "app2",
-            )),
-            (_, None) => Err(Problem::not_configured(
-                Stage::App2,
-                "APP2_RESOURCE",
-                "app2",
-            )),
+            (None, _) => Err(not_configured(Stage::App2, "APP2_BASE_URL", "app2")),
+            (_, None) => Err(not_configured(Stage::App2, "APP2_RESOURCE", "app2")),
             (Some(base), Some(resource)) => Ok(app2::App2Client::new(
                 base.clone(),
                 resource.clone(),
@@ -70,7 +65,7 @@ impl AzureClients {
     pub fn secrets_as(
         &self,
         identity: Option<UserAssignedId>,
-    ) -> Result<keyvault::SecretsService, Problem> {
+    ) -> Result<keyvault::SecretsService, ClientError> {
         secrets_client(
             &self.settings,
             self.identity.as_identity(identity),
@@ -80,7 +75,10 @@ impl AzureClients {
     }
 
     /// A blob client acting as `identity` (for `?check=`).
-    pub fn blobs_as(&self, identity: Option<UserAssignedId>) -> Result<blobs::BlobStore, Problem> {
+    pub fn blobs_as(
+        &self,
+        identity: Option<UserAssignedId>,
+    ) -> Result<blobs::BlobStore, ClientError> {
         blob_client(
             &self.settings,
             self.identity.as_identity(identity),
@@ -89,14 +87,22 @@ impl AzureClients {
     }
 }
 
-/// 503 for a set but unusable URL setting.
-fn invalid(stage: Stage, setting: &str, e: azure_core::Error) -> Problem {
-    Problem::new(
-        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-        "not-configured",
-        format!("{setting} is invalid: {e}"),
-    )
-    .stage(stage)
+/// A setting the client needs is not set.
+fn not_configured(stage: Stage, setting: &'static str, what: &str) -> ClientError {
+    ClientError::NotConfigured {
+        stage,
+        setting,
+        reason: format!("{setting} is not set, so this function cannot reach {what}"),
+    }
+}
+
+/// A setting is set but unusable.
+fn invalid(stage: Stage, setting: &'static str, e: azure_core::Error) -> ClientError {
+    ClientError::NotConfigured {
+        stage,
+        setting,
+        reason: format!("{setting} is invalid: {e}"),
+    }
 }
 
 fn secrets_client(
@@ -104,11 +110,11 @@ fn secrets_client(
     credential: Arc<dyn TokenCredential>,
     http: &reqwest::Client,
     ttl: Duration,
-) -> Result<keyvault::SecretsService, Problem> {
+) -> Result<keyvault::SecretsService, ClientError> {
     let url = settings
         .keyvault_url
         .as_deref()
-        .ok_or_else(|| Problem::not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault"))?;
+        .ok_or_else(|| not_configured(Stage::Keyvault, "KEYVAULT_URL", "Key Vault"))?;
     keyvault::SecretsService::new(
         url,
         credential,
@@ -123,10 +129,11 @@ fn blob_client(
     settings: &AzureSettings,
     credential: Arc<dyn TokenCredential>,
     http: &reqwest::Client,
-) -> Result<blobs::BlobStore, Problem> {
-    let url = settings.storage_account_url.as_deref().ok_or_else(|| {
-        Problem::not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage")
-    })?;
+) -> Result<blobs::BlobStore, ClientError> {
+    let url = settings
+        .storage_account_url
+        .as_deref()
+        .ok_or_else(|| not_configured(Stage::Storage, "STORAGE_ACCOUNT_URL", "Blob Storage"))?;
     blobs::BlobStore::new(
         url,
         credential,

@@ -1,20 +1,12 @@
-//! Gathering the facts of a refusal and attaching the diagnosis to its problem.
+//! Gathering the facts of a refusal from a client's typed error: what the
+//! upstream said, the claims of the token it was sent, the identity in force.
+//! No network call: everything is already in the error and the settings.
 
-use super::{Facts, Target, explain};
-use crate::identity::{UserAssignedId, claims::decode_claims};
-use crate::problem::{Problem, Stage, TROUBLESHOOTING_BASE};
-use crate::startup::AppState;
-use serde_json::Value;
-
-/// The resource whose token a stage's upstream received.
-fn resource_of(stage: Stage, state: &AppState) -> Option<String> {
-    match stage {
-        Stage::Keyvault => Some(crate::azure::keyvault::RESOURCE.into()),
-        Stage::Storage => Some(crate::azure::blobs::RESOURCE.into()),
-        Stage::App2 => state.settings.app2_resource.clone(),
-        Stage::Identity | Stage::Request => None,
-    }
-}
+use super::{Diagnosis, Facts, Target, explain};
+use crate::azure::{ClientError, Stage};
+use crate::identity::{TokenError, UserAssignedId};
+use crate::problem::ProblemType;
+use crate::state::AppState;
 
 /// `myvault` from `https://myvault.vault.azure.net`; the host otherwise.
 fn first_label(url: &str) -> Option<String> {
@@ -54,40 +46,58 @@ fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Opt
     })
 }
 
-/// Adds `diagnosis` (and a specific `type` and `hint`) to an upstream refusal.
-/// `identity` is a per-request selector, if the caller chose one.
-pub async fn attach(problem: &mut Problem, state: &AppState, identity: Option<&UserAssignedId>) {
-    let Some(stage) = problem.stage else { return };
-    if stage == Stage::Request
-        || problem.extensions.contains_key("diagnosis")
-        || problem.status < 500
-    {
-        return;
+/// The diagnosis of a client's failure, if one of the rules explains it, with
+/// the TROUBLESHOOTING.md section it belongs to. `identity` is a per-request
+/// selector, if the caller chose one.
+pub fn diagnose(
+    err: &ClientError,
+    state: &AppState,
+    identity: Option<&UserAssignedId>,
+) -> Option<(ProblemType, Diagnosis)> {
+    let (stage, status, code, message, www_authenticate, content_type, required_role, claims) =
+        match err {
+            ClientError::Upstream(u) => (
+                u.stage,
+                u.status,
+                u.code.clone(),
+                u.message.clone(),
+                u.www_authenticate.clone(),
+                u.content_type.clone(),
+                u.required_role.clone(),
+                u.claims.clone(),
+            ),
+            ClientError::Identity(TokenError::Managed(e)) => {
+                let (status, code, message) = match e.endpoint_answer() {
+                    Some((s, c, m)) => (Some(s), c.map(str::to_owned), m.to_owned()),
+                    None => (None, None, e.to_string()),
+                };
+                (
+                    Stage::Identity,
+                    status,
+                    code,
+                    message,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            }
+            _ => return None,
+        };
+    // Only refusals and failures are explained: not a 404, not a 503 for a setting.
+    if status.is_none() && stage != Stage::Identity {
+        return None;
     }
-    let upstream = problem
-        .extensions
-        .get("upstream")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let text = |k: &str| upstream.get(k).and_then(Value::as_str).map(str::to_owned);
     let per_request = identity.is_some();
     let effective = identity.or(state.identity.default_identity());
-    // The token the upstream received: the provider's cached one for that resource.
-    let claims = match resource_of(stage, state) {
-        Some(resource) => match state.identity.token(&resource, identity).await {
-            Ok(t) => decode_claims(t.token.token.secret()),
-            Err(_) => None,
-        },
-        None => None,
-    };
     let facts = Facts {
         stage,
-        status: problem.upstream_status,
-        code: text("code"),
-        message: text("message").unwrap_or_else(|| problem.detail.clone()),
-        www_authenticate: text("www_authenticate"),
-        content_type: text("content_type"),
-        required_role: text("required_role"),
+        status,
+        code,
+        message,
+        www_authenticate,
+        content_type,
+        required_role,
         claims,
         identity: state.identity.describe(identity),
         selector_setting: selector_setting(effective, per_request),
@@ -101,18 +111,7 @@ pub async fn attach(problem: &mut Problem, state: &AppState, identity: Option<&U
             app2_resource: state.settings.app2_resource.clone(),
         },
     };
-    if let Some((anchor, diagnosis)) = explain(&facts) {
-        debug_assert!(
-            crate::problem::ANCHORS.contains(&anchor),
-            "{anchor} is not in ANCHORS"
-        );
-        problem.kind = format!("{TROUBLESHOOTING_BASE}#{anchor}");
-        problem.hint = Some(diagnosis.fix.clone());
-        problem.extensions.insert(
-            "diagnosis".into(),
-            serde_json::to_value(diagnosis).unwrap_or_default(),
-        );
-    }
+    explain(&facts)
 }
 
 #[cfg(test)]

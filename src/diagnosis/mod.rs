@@ -3,17 +3,17 @@
 //! [`explain`] is pure: it takes the [`Facts`] of a refusal (stage, upstream
 //! status and code, the claims of the token that was actually sent, the identity
 //! in force) and returns the cause and the exact fix, with ids filled in.
-//! [`attach`] gathers those facts for a failed function and adds the result to
-//! its problem. Function code never does either.
+//! [`diagnose`] gathers those facts from a client's typed error, with no
+//! network call; the edge (`functions::invoke`) adds the result to the problem.
 
 mod attach;
 mod rules;
 
-pub use attach::attach;
+pub use attach::diagnose;
 pub use rules::explain;
 
+use crate::azure::Stage;
 use crate::identity::IdentityDescription;
-use crate::problem::Stage;
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -2,8 +2,9 @@
 //! and ids to change.
 
 use super::{Diagnosis, Facts, Principal, TokenView, UpstreamView, challenge_params};
+use crate::azure::Stage;
 use crate::identity::is_guid;
-use crate::problem::Stage;
+use crate::problem::ProblemType;
 use serde_json::{Value, json};
 
 /// Token caching and propagation: why a correct fix may not show at once.
@@ -68,7 +69,7 @@ fn vault_name(f: &Facts) -> String {
 
 /// Explains a refusal, or `None` when there is nothing specific to say.
 /// Returns the troubleshooting anchor with the diagnosis.
-pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
+pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
     let oid = claim(f, "oid").unwrap_or_else(|| "<principal object id>".into());
     let appid = claim(f, "appid")
         .or_else(|| claim(f, "azp"))
@@ -82,7 +83,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
         .map(challenge_params)
         .unwrap_or_default();
 
-    let (anchor, cause, fix): (&'static str, String, String) = match (f.stage, f.status) {
+    let (anchor, cause, fix): (ProblemType, String, String) = match (f.stage, f.status) {
         (Stage::Keyvault, Some(403)) if code == "ForbiddenByRbac" => {
             let vault = vault_name(f);
             let action = message
@@ -91,7 +92,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                 .and_then(|a| a.split('\'').next())
                 .unwrap_or("Microsoft.KeyVault/vaults/secrets/getSecret/action");
             (
-                "keyvault-forbidden-by-rbac",
+                ProblemType::KeyvaultForbiddenByRbac,
                 format!("Key Vault {vault} uses Azure RBAC, and principal {oid} (appid {appid}) holds no role that allows {action}."),
                 format!(
                     "Assign \"Key Vault Secrets User\" to principal {oid} on vault {vault}: az role assignment create --role \"Key Vault Secrets User\" --assignee-object-id {oid} --assignee-principal-type ServicePrincipal --scope $(az keyvault show --name {vault} --query id -o tsv). {PROPAGATION}"
@@ -101,7 +102,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
         (Stage::Keyvault, Some(403)) if code == "AccessDenied" || message.contains("access polic") || message.contains("does not have secrets") => {
             let vault = vault_name(f);
             (
-                "keyvault-access-policy",
+                ProblemType::KeyvaultAccessPolicy,
                 format!("Key Vault {vault} uses access policies, and none grants principal {oid} (appid {appid}) permission to read secrets."),
                 format!("Add an access policy for {oid}: az keyvault set-policy --name {vault} --object-id {oid} --secret-permissions get list. (Or switch the vault to Azure RBAC and assign \"Key Vault Secrets User\".)"),
             )
@@ -114,12 +115,12 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                 format!("Key Vault rejected the token ({message}). The vault's tenant is in its challenge: {}; the token's tenant is {}.",
                     challenge.get("authorization").and_then(Value::as_str).unwrap_or("-"), claim(f, "tid").unwrap_or_default())
             };
-            ("keyvault-unauthorized", cause, format!("Request tokens for the scope {expected}/.default (the SDK does this from the challenge), from an identity in the vault's tenant."))
+            (ProblemType::KeyvaultUnauthorized, cause, format!("Request tokens for the scope {expected}/.default (the SDK does this from the challenge), from an identity in the vault's tenant."))
         }
         (Stage::Storage, Some(403)) if code == "AuthorizationPermissionMismatch" || code == "AuthorizationFailure" => {
             let account = f.target.storage_account.clone().unwrap_or_else(|| "<account>".into());
             (
-                "storage-authorization-permission-mismatch",
+                ProblemType::StorageAuthorizationPermissionMismatch,
                 format!("Storage account {account} refused the operation: principal {oid} (appid {appid}) holds no data-plane role for blobs. Owner or Contributor on the account is not enough: data access needs a \"Storage Blob Data\" role."),
                 format!(
                     "Assign \"Storage Blob Data Contributor\" (or \"Storage Blob Data Reader\" to read only) to {oid} on the account or the container: az role assignment create --role \"Storage Blob Data Contributor\" --assignee-object-id {oid} --assignee-principal-type ServicePrincipal --scope $(az storage account show --name {account} --query id -o tsv)[/blobServices/default/containers/<container>]. {PROPAGATION}"
@@ -127,7 +128,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
             )
         }
         (Stage::Storage, Some(401 | 403)) => (
-            "storage-authentication-failed",
+            ProblemType::StorageAuthenticationFailed,
             format!("Storage did not accept the token ({code}: {message}). Its audience is {aud}; Blob Storage wants https://storage.azure.com or https://<account>.blob.core.windows.net, from a v1 issuer of the account's tenant."),
             "Request the scope https://storage.azure.com/.default (the SDK does), over HTTPS, from an identity of the account's tenant.".into(),
         ),
@@ -142,7 +143,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                 && app2_tenant != tid
             {
                 (
-                    "app2-tenant-mismatch",
+                    ProblemType::App2TenantMismatch,
                     format!("app2's EasyAuth is configured for tenant {app2_tenant}, but the token was issued by tenant {tid}."),
                     format!("Use an identity of tenant {app2_tenant}, or make app2's openIdIssuer match tenant {tid}."),
                 )
@@ -150,7 +151,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                 let client_id = accepted.clone().unwrap_or_else(|| "<app2 client id>".into());
                 let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"allowedAudiences": [aud]}}}});
                 (
-                    "app2-audience-not-allowed",
+                    ProblemType::App2AudienceNotAllowed,
                     format!("app2's EasyAuth rejected the token: its audience {aud} is not app2's client id ({client_id}) and not in app2's allowedAudiences. (Expired or foreign-tenant tokens get the same 401.)"),
                     format!(
                         "Add {aud} to app2's allowedAudiences (authsettingsV2 fragment: {fragment}; e.g. az webapp auth microsoft update -g <rg> -n <app2> --allowed-audiences {aud}), or set APP2_RESOURCE to a resource app2 already accepts, such as {client_id}."
@@ -170,7 +171,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                 .unwrap_or_else(|| "<app2 client id>".into());
             let roles = token(f).map(|t| t.roles).unwrap_or_default();
             (
-                "app2-missing-app-role",
+                ProblemType::App2MissingAppRole,
                 format!(
                     "EasyAuth let the caller in, but app2 requires the app role {role} and the token's roles claim is {}. EasyAuth never checks roles; app2 does.",
                     if roles.is_empty() { "absent".to_owned() } else { format!("{roles:?}") }
@@ -184,7 +185,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
             let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"defaultAuthorizationPolicy": {
                 "allowedApplications": [appid], "allowedPrincipals": {"identities": [oid]}}}}}});
             (
-                "app2-not-allowed",
+                ProblemType::App2NotAllowed,
                 format!("app2's EasyAuth authorization policy refused the caller: appid {appid} is not in defaultAuthorizationPolicy.allowedApplications, or oid {oid} is not in allowedPrincipals.identities (when both lists are set, both must match)."),
                 format!("Add the caller to app2's authsettingsV2: {fragment} (keep only the lists you use; edit with az webapp auth show / az webapp auth set --body @authsettings.json)."),
             )
@@ -199,7 +200,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                 .unwrap_or_else(|| "<resource>".into());
             let client = resource.trim_start_matches("api://").to_owned();
             (
-                "identity-invalid-resource",
+                ProblemType::IdentityInvalidResource,
                 format!("Entra ID has no application whose Application ID URI or client id is {resource}: the app registration has no Application ID URI, or the resource string is wrong."),
                 format!("Give app2's registration that Application ID URI (az ad app update --id {client} --identifier-uris {resource}), or set APP2_RESOURCE to app2's existing Application ID URI or client id."),
             )
@@ -215,10 +216,10 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
                     "Enable the system-assigned identity (az functionapp identity assign -g <rg> -n <app>), or set exactly one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID or MANAGED_IDENTITY_RESOURCE_ID.".to_owned(),
                 ),
             };
-            ("identity-not-attached", cause, fix)
+            (ProblemType::IdentityNotAttached, cause, fix)
         }
         (Stage::Identity, Some(408 | 429 | 500 | 502 | 503 | 504)) => (
-            "identity-endpoint-unavailable",
+            ProblemType::IdentityEndpointUnavailable,
             format!("The identity endpoint kept failing ({} {message}) through every retry.", f.status.unwrap_or_default()),
             "This is usually temporary: retry later. Tokens are cached and refreshed early, so a warm app rarely sees it; check the platform's health if it persists.".into(),
         ),
@@ -244,7 +245,7 @@ pub fn explain(f: &Facts) -> Option<(&'static str, Diagnosis)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azure::upstream::UpstreamError;
+    use crate::azure::{ClientError, UpstreamError};
     use crate::diagnosis::Target;
     use crate::identity::IdentityDescription;
     use azure_core::http::headers::Headers;
@@ -308,8 +309,9 @@ mod tests {
             },
             "recorded",
         );
-        let upstream = UpstreamError::from_azure(stage, &err)
-            .expect("an upstream error, not a credential one");
+        let ClientError::Upstream(upstream) = UpstreamError::from_azure(stage, &err) else {
+            panic!("an upstream error, not a credential one");
+        };
         let aud = if stage == Stage::Keyvault {
             "https://vault.azure.net"
         } else {
@@ -333,7 +335,7 @@ mod tests {
     struct Row {
         name: &'static str,
         facts: Facts,
-        anchor: &'static str,
+        anchor: ProblemType,
         fix_has: &'static [&'static str],
         cause_has: &'static [&'static str],
     }
@@ -392,7 +394,7 @@ mod tests {
                     "Forbidden",
                     KV_RBAC_403,
                 ),
-                anchor: "keyvault-forbidden-by-rbac",
+                anchor: ProblemType::KeyvaultForbiddenByRbac,
                 fix_has: &["\"Key Vault Secrets User\"", OID, "contoso-kv", "24 hours"],
                 cause_has: &["getSecret/action", APPID],
             },
@@ -404,7 +406,7 @@ mod tests {
                     "Forbidden",
                     KV_POLICY_403,
                 ),
-                anchor: "keyvault-access-policy",
+                anchor: ProblemType::KeyvaultAccessPolicy,
                 fix_has: &["az keyvault set-policy --name contoso-kv", OID],
                 cause_has: &["access policies"],
             },
@@ -416,7 +418,7 @@ mod tests {
                     "AuthorizationPermissionMismatch",
                     STORAGE_403,
                 ),
-                anchor: "storage-authorization-permission-mismatch",
+                anchor: ProblemType::StorageAuthorizationPermissionMismatch,
                 fix_has: &[
                     "\"Storage Blob Data Contributor\"",
                     "\"Storage Blob Data Reader\"",
@@ -428,28 +430,28 @@ mod tests {
             Row {
                 name: "app2 401 audience not allowed",
                 facts: app2_401,
-                anchor: "app2-audience-not-allowed",
+                anchor: ProblemType::App2AudienceNotAllowed,
                 fix_has: &["allowedAudiences", APP2_URI, APP2],
                 cause_has: &["allowedAudiences"],
             },
             Row {
                 name: "app2 401 tenant mismatch",
                 facts: app2_401_tenant,
-                anchor: "app2-tenant-mismatch",
+                anchor: ProblemType::App2TenantMismatch,
                 fix_has: &["openIdIssuer"],
                 cause_has: &[TID],
             },
             Row {
                 name: "app2 403 from EasyAuth",
                 facts: app2_403_gate,
-                anchor: "app2-not-allowed",
+                anchor: ProblemType::App2NotAllowed,
                 fix_has: &["allowedApplications", APPID, OID],
                 cause_has: &["allowedApplications"],
             },
             Row {
                 name: "app2 403 from app2 itself",
                 facts: app2_403_role,
-                anchor: "app2-missing-app-role",
+                anchor: ProblemType::App2MissingAppRole,
                 fix_has: &[
                     "appRoleAssignments",
                     OID,
@@ -462,7 +464,7 @@ mod tests {
             Row {
                 name: "identity 400 user-assigned not attached",
                 facts: ua_missing,
-                anchor: "identity-not-attached",
+                anchor: ProblemType::IdentityNotAttached,
                 fix_has: &["az functionapp identity assign", "AZURE_CLIENT_ID"],
                 cause_has: &["AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555"],
             },
@@ -475,7 +477,7 @@ mod tests {
                     "Unable to load the proper Managed Identity.",
                     None,
                 ),
-                anchor: "identity-not-attached",
+                anchor: ProblemType::IdentityNotAttached,
                 fix_has: &["AZURE_CLIENT_ID"],
                 cause_has: &["No identity was selected"],
             },
@@ -490,14 +492,14 @@ mod tests {
                     ),
                     None,
                 ),
-                anchor: "identity-invalid-resource",
+                anchor: ProblemType::IdentityInvalidResource,
                 fix_has: &["--identifier-uris", APP2],
                 cause_has: &["Application ID URI"],
             },
             Row {
                 name: "identity endpoint throttling",
                 facts: facts(Stage::Identity, 429, None, "Too many requests", None),
-                anchor: "identity-endpoint-unavailable",
+                anchor: ProblemType::IdentityEndpointUnavailable,
                 fix_has: &["retry"],
                 cause_has: &["429"],
             },

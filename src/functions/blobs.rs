@@ -5,11 +5,14 @@
 //! container is theirs to list and read, never to write: only `flow` writes
 //! there. Both checks run before any call to Storage.
 
-use crate::azure::blobs::{ListPage, Write, validate_blob_name, validate_container};
+use super::Outcome;
+use crate::azure::Stage;
+use crate::azure::blobs::{ListPage, Write};
 use crate::configuration::AzureSettings;
-use crate::problem::{Problem, Stage};
-use crate::protocol::{Invocation, Outcome, Reply};
-use crate::startup::AppState;
+use crate::invocation::{Invocation, Reply};
+use crate::names::{BlobName, ContainerName};
+use crate::problem::{Problem, ProblemType};
+use crate::state::AppState;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web;
 use serde_json::json;
@@ -22,13 +25,11 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
         .param("container")
         .ok_or_else(|| Problem::bad_request("a container name is required"))?;
     // Bad input is a 400 before anything else, configured or not.
-    validate_container(container)?;
-    if let Some(name) = inv.param("name") {
-        validate_blob_name(name)?;
-    }
+    let container = &ContainerName::parse(container)?;
+    let name = inv.param("name").map(BlobName::parse).transpose()?;
     authorize(&state.settings, container, &inv.method)?;
     let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
-    match (&inv.method, inv.param("name")) {
+    match (&inv.method, name.as_ref()) {
         (&Method::GET, None) => {
             let page = list_page(&inv)?;
             let listing = store.list(container, &page).await?;
@@ -42,7 +43,7 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
             let (body, content_type) = store
                 .get(container, name, state.limits.max_body_bytes)
                 .await?;
-            Ok(download(name, content_type, body))
+            Ok(download(name.as_str(), content_type, body))
         }
         (&Method::PUT, Some(name)) => {
             let content_type = content_type_of(&inv)?;
@@ -67,10 +68,11 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
         }
         (method, None) => Err(Problem::bad_request(format!(
             "{method} needs a blob name: /api/blobs/{container}/<name>"
-        ))),
-        (method, Some(_)) => Err(Problem::bad_request(format!(
-            "{method} is not supported on blobs"
-        ))),
+        ))
+        .into()),
+        (method, Some(_)) => {
+            Err(Problem::bad_request(format!("{method} is not supported on blobs")).into())
+        }
     }
 }
 
@@ -79,28 +81,28 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
 /// not at all.
 pub fn authorize(
     settings: &AzureSettings,
-    container: &str,
+    container: &ContainerName,
     method: &Method,
 ) -> Result<(), Problem> {
-    if container == settings.audit_container {
+    if *container == settings.audit_container {
         return if method == Method::GET {
             Ok(())
         } else {
             Err(Problem::new(
                 StatusCode::FORBIDDEN,
-                "container-read-only",
+                ProblemType::ContainerReadOnly,
                 format!("{method} is not allowed on {container}: it is the audit container (AUDIT_CONTAINER), which callers may only list and read"),
             )
             .stage(Stage::Request)
             .hint("Audit records are written only by POST /api/flow, and never replaced or deleted."))
         };
     }
-    if settings.blob_containers.iter().any(|c| c == container) {
+    if settings.blob_containers.contains(container) {
         return Ok(());
     }
     Err(Problem::new(
         StatusCode::FORBIDDEN,
-        "container-not-allowed",
+        ProblemType::ContainerNotAllowed,
         format!("container {container} is not in BLOB_CONTAINERS, the containers this function may reach"),
     )
     .stage(Stage::Request)
@@ -233,6 +235,10 @@ fn attachment(name: &str) -> String {
 mod tests {
     use super::*;
 
+    fn c(name: &str) -> ContainerName {
+        ContainerName::parse(name).unwrap()
+    }
+
     fn settings() -> AzureSettings {
         crate::configuration::Settings::from_sources(None, Default::default())
             .unwrap()
@@ -243,13 +249,13 @@ mod tests {
     fn only_allow_listed_containers_are_reached() {
         let s = settings();
         for method in [Method::GET, Method::PUT, Method::DELETE] {
-            assert!(authorize(&s, "app1-data", &method).is_ok());
+            assert!(authorize(&s, &c("app1-data"), &method).is_ok());
             for host_container in [
                 "azure-webjobs-secrets",
                 "deploymentpackage",
                 "azure-webjobs-hosts",
             ] {
-                let p = authorize(&s, host_container, &method).unwrap_err();
+                let p = authorize(&s, &c(host_container), &method).unwrap_err();
                 assert_eq!(p.status, 403);
                 assert!(p.kind.ends_with("#container-not-allowed"));
                 assert!(p.detail.contains("BLOB_CONTAINERS"), "{}", p.detail);
@@ -260,9 +266,9 @@ mod tests {
     #[test]
     fn the_audit_container_is_read_only() {
         let s = settings();
-        assert!(authorize(&s, "audit", &Method::GET).is_ok());
+        assert!(authorize(&s, &c("audit"), &Method::GET).is_ok());
         for method in [Method::PUT, Method::DELETE] {
-            let p = authorize(&s, "audit", &method).unwrap_err();
+            let p = authorize(&s, &c("audit"), &method).unwrap_err();
             assert_eq!(p.status, 403);
             assert!(p.kind.ends_with("#container-read-only"));
             assert!(p.detail.contains("AUDIT_CONTAINER"));

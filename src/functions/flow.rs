@@ -9,11 +9,17 @@
 //! claims that mattered, and app2's view of the caller. A failed step stops the
 //! flow; the reply is then a 502 problem carrying the same step report.
 
+use super::{Failure, Outcome};
+use crate::azure::Stage;
+use crate::azure::app2::whoami;
 use crate::azure::blobs::Write;
+use crate::identity::IdentityDescription;
 use crate::identity::claims::{decode_claims, pick};
-use crate::problem::{Problem, Stage};
-use crate::protocol::{Invocation, Outcome, Reply};
-use crate::startup::AppState;
+use crate::invocation::{Invocation, Reply};
+use crate::names::{BlobName, ContainerName, SecretName};
+use crate::problem::{Problem, ProblemType};
+use crate::state::AppState;
+use actix_web::http::StatusCode;
 use actix_web::web;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -41,60 +47,155 @@ fn key_claims(claims: &Map<String, Value>) -> Map<String, Value> {
     )
 }
 
-struct Report {
-    steps: Vec<Value>,
+/// One step of the report: its result, or the (diagnosed) problem it hit.
+#[derive(Serialize)]
+struct Step {
+    name: &'static str,
+    ok: bool,
+    duration_ms: f64,
+    detail: StepDetail,
 }
 
-impl Report {
-    /// Runs one step: times it, diagnoses a failure (outside the timing), and
-    /// records it, so the report explains what went wrong.
-    async fn step(
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StepDetail {
+    Keyvault(KeyvaultStep),
+    App2(App2Step),
+    AuditWrite(AuditWrite),
+    AuditRead(AuditRead),
+    Failed(Problem),
+}
+
+#[derive(Clone, Serialize)]
+struct KeyvaultStep {
+    identity: IdentityDescription,
+    audience: &'static str,
+    token_claims: Map<String, Value>,
+    secret: Value,
+    secret_cached: bool,
+    /// For the audit record: the value is identified by version and update time.
+    #[serde(skip)]
+    version: String,
+    #[serde(skip)]
+    updated: Option<String>,
+}
+
+#[derive(Clone, Serialize)]
+struct App2Step {
+    identity: IdentityDescription,
+    audience: String,
+    token_claims: Map<String, Value>,
+    app2_status: u16,
+    app2_view: Value,
+}
+
+#[derive(Clone, Serialize)]
+struct AuditWrite {
+    container: ContainerName,
+    blob: BlobName,
+    bytes: usize,
+}
+
+#[derive(Clone, Serialize)]
+struct AuditRead {
+    container: ContainerName,
+    blob: BlobName,
+    bytes: usize,
+    content_type: Option<String>,
+    matches: bool,
+}
+
+/// What `flow` writes to the audit container. It identifies the secret's value
+/// by version and update time, never by the value or a hash of it, and holds
+/// no caller-supplied text (the invocation id is the host's GUID).
+#[derive(Serialize)]
+struct AuditRecord<'a> {
+    id: String,
+    at: String,
+    invocation_id: &'a str,
+    identity: IdentityDescription,
+    secret: AuditedSecret<'a>,
+    app2: AuditedApp2<'a>,
+}
+
+#[derive(Serialize)]
+struct AuditedSecret<'a> {
+    name: &'a SecretName,
+    version: &'a str,
+    updated: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AuditedApp2<'a> {
+    status: u16,
+    caller: &'a Value,
+}
+
+struct Report<'s> {
+    state: &'s AppState,
+    steps: Vec<Step>,
+}
+
+impl Report<'_> {
+    /// Runs one step: times it, turns a failure into its diagnosed problem
+    /// (outside the timing), and records it, so the report explains what went
+    /// wrong.
+    async fn step<T: Clone>(
         &mut self,
-        state: &AppState,
-        name: &str,
-        work: impl std::future::Future<Output = Result<Value, Problem>>,
-    ) -> Result<Value, Problem> {
+        name: &'static str,
+        work: impl std::future::Future<Output = Result<T, Failure>>,
+        detail: fn(T) -> StepDetail,
+    ) -> Result<T, Problem> {
         let started = Instant::now();
-        let mut result = work.await;
+        let result = work.await;
         let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
-        if let Err(problem) = &mut result {
-            crate::diagnosis::attach(problem, state, None).await;
-        }
-        let (ok, detail) = match &result {
-            Ok(detail) => (true, detail.clone()),
-            Err(p) => (false, serde_json::to_value(p).unwrap_or_default()),
+        let result = result.map_err(|f| f.into_problem(self.state));
+        let shown = match &result {
+            Ok(v) => detail(v.clone()),
+            Err(p) => StepDetail::Failed(p.clone()),
         };
-        self.steps
-            .push(json!({ "name": name, "ok": ok, "duration_ms": duration_ms, "detail": detail }));
+        self.steps.push(Step {
+            name,
+            ok: result.is_ok(),
+            duration_ms,
+            detail: shown,
+        });
         result
     }
 }
 
 pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
-    let mut report = Report { steps: vec![] };
-    let outcome = steps(&inv, &state, &mut report).await;
+    let mut report = Report {
+        state: &state,
+        steps: vec![],
+    };
+    let outcome = steps(&inv, &mut report).await;
+    let steps = report.steps;
     match outcome {
-        Ok(()) => Ok(Reply::ok_json(
-            &json!({ "ok": true, "steps": report.steps }),
-        )),
-        Err(mut problem) => {
+        Ok(()) => Ok(Reply::ok_json(&json!({ "ok": true, "steps": steps }))),
+        Err(problem) => {
             // The flow failed upstream (502), or a dependency is unavailable (503).
-            if problem.status != 503 {
-                problem.status = 502;
-                problem.title = "Bad Gateway".into();
-            }
-            problem.extensions.insert("ok".into(), json!(false));
-            problem
-                .extensions
-                .insert("steps".into(), json!(report.steps));
-            Err(problem)
+            let problem = if problem.status == 503 {
+                problem
+            } else {
+                problem.with_status(StatusCode::BAD_GATEWAY)
+            };
+            Err(problem
+                .with_extension("ok", json!(false))
+                .with_extension("steps", json!(steps))
+                .into())
         }
     }
 }
 
-async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Result<(), Problem> {
-    let secret_detail = report.step(state, "keyvault", keyvault_step(state)).await?;
-    let app2_detail = report.step(state, "app2", app2_step(state)).await?;
+async fn steps(inv: &Invocation, report: &mut Report<'_>) -> Result<(), Problem> {
+    let state = report.state;
+    let secret = report
+        .step("keyvault", keyvault_step(state), StepDetail::Keyvault)
+        .await?;
+    let app2 = report
+        .step("app2", app2_step(state), StepDetail::App2)
+        .await?;
 
     let record = AuditRecord {
         id: uuid_like(),
@@ -104,18 +205,19 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
         invocation_id: &inv.invocation_id,
         identity: state.identity.describe(None),
         secret: AuditedSecret {
-            name: &secret_detail["secret"]["name"],
-            version: &secret_detail["secret"]["version"],
-            updated: &secret_detail["secret"]["updated"],
+            name: &state.settings.flow_secret_name,
+            version: &secret.version,
+            updated: secret.updated.as_deref(),
         },
         app2: AuditedApp2 {
-            status: &app2_detail["app2_status"],
-            caller: &app2_detail["app2_view"],
+            status: app2.app2_status,
+            caller: &app2.app2_view,
         },
     };
     let bytes = bytes::Bytes::from(serde_json::to_vec_pretty(&record).expect("serializable"));
-    let container = state.settings.audit_container.as_str();
-    let blob = format!("flow/{}.json", record.id);
+    let container = &state.settings.audit_container;
+    let blob = BlobName::parse(&format!("flow/{}.json", record.id))
+        .expect("a timestamp and hex digits make a valid blob name");
 
     let write = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
@@ -129,9 +231,15 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
                 Write::CreateOnly,
             )
             .await?;
-        Ok(json!({ "container": container, "blob": blob, "bytes": bytes.len() }))
+        Ok(AuditWrite {
+            container: container.clone(),
+            blob: blob.clone(),
+            bytes: bytes.len(),
+        })
     };
-    report.step(state, "audit-write", write).await?;
+    report
+        .step("audit-write", write, StepDetail::AuditWrite)
+        .await?;
 
     let read = async {
         let store = state.azure.blobs.as_ref().map_err(Clone::clone)?;
@@ -140,74 +248,58 @@ async fn steps(inv: &Invocation, state: &AppState, report: &mut Report) -> Resul
             .await?;
         if back != bytes {
             return Err(Problem::new(
-                actix_web::http::StatusCode::BAD_GATEWAY,
-                "storage-error",
+                StatusCode::BAD_GATEWAY,
+                ProblemType::StorageError,
                 format!("the audit record read back from {container}/{blob} differs from what was written"),
             )
-            .stage(Stage::Storage));
+            .stage(Stage::Storage)
+            .into());
         }
-        Ok(
-            json!({ "container": container, "blob": blob, "bytes": back.len(), "content_type": content_type, "matches": true }),
-        )
+        Ok(AuditRead {
+            container: container.clone(),
+            blob: blob.clone(),
+            bytes: back.len(),
+            content_type,
+            matches: true,
+        })
     };
-    report.step(state, "audit-read", read).await.map(|_| ())
+    report
+        .step("audit-read", read, StepDetail::AuditRead)
+        .await
+        .map(|_| ())
 }
 
-async fn keyvault_step(state: &AppState) -> Result<Value, Problem> {
+async fn keyvault_step(state: &AppState) -> Result<KeyvaultStep, Failure> {
     let secrets = state.azure.secrets.as_ref().map_err(Clone::clone)?;
     // The same (cached) token the SDK client will use, fetched here to show its claims.
     let token = state.identity.token(KEYVAULT_RESOURCE, None).await?;
     let claims = decode_claims(token.token.token.secret()).unwrap_or_default();
     let (secret, cached) = secrets.get(&state.settings.flow_secret_name, None).await?;
-    Ok(json!({
-        "identity": token.identity,
-        "audience": KEYVAULT_RESOURCE,
-        "token_claims": key_claims(&claims),
-        "secret": secret.to_json(false),
-        "secret_cached": cached,
-    }))
+    Ok(KeyvaultStep {
+        identity: token.identity,
+        audience: KEYVAULT_RESOURCE,
+        token_claims: key_claims(&claims),
+        secret: secret.to_json(false),
+        secret_cached: cached,
+        version: secret.version.clone(),
+        updated: secret.updated.clone(),
+    })
 }
 
-async fn app2_step(state: &AppState) -> Result<Value, Problem> {
+async fn app2_step(state: &AppState) -> Result<App2Step, Failure> {
     let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
-    let response = client.get("api/whoami", "").await?;
+    let response = client.get(&whoami(), "").await?;
     if response.status != 200 {
-        return Err(super::app2::refusal(&response));
+        return Err(response.refusal().into());
     }
     let view: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    Ok(json!({
-        "identity": state.identity.describe(None),
-        "audience": client.resource(),
-        "token_claims": key_claims(&response.claims),
-        "app2_status": response.status,
-        "app2_view": view,
-    }))
-}
-
-/// What `flow` writes to the audit container. It identifies the secret's value
-/// by version and update time, never by the value or a hash of it, and holds
-/// no caller-supplied text (the invocation id is the host's GUID).
-#[derive(Serialize)]
-struct AuditRecord<'a> {
-    id: String,
-    at: String,
-    invocation_id: &'a str,
-    identity: crate::identity::IdentityDescription,
-    secret: AuditedSecret<'a>,
-    app2: AuditedApp2<'a>,
-}
-
-#[derive(Serialize)]
-struct AuditedSecret<'a> {
-    name: &'a Value,
-    version: &'a Value,
-    updated: &'a Value,
-}
-
-#[derive(Serialize)]
-struct AuditedApp2<'a> {
-    status: &'a Value,
-    caller: &'a Value,
+    Ok(App2Step {
+        identity: state.identity.describe(None),
+        audience: client.resource().to_owned(),
+        token_claims: key_claims(&response.claims),
+        app2_status: response.status,
+        app2_view: view,
+    })
 }
 
 /// A sortable unique id: UTC timestamp plus random suffix.

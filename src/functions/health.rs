@@ -1,8 +1,9 @@
 //! `GET /api/health` (anonymous): liveness and the identity source in use.
 //! Makes no outbound call.
 
-use crate::protocol::{Invocation, Outcome, Reply};
-use crate::startup::AppState;
+use super::Outcome;
+use crate::invocation::{Invocation, Reply};
+use crate::state::AppState;
 use actix_web::web;
 use serde_json::json;
 

@@ -9,10 +9,75 @@ mod health;
 mod secrets;
 mod token;
 
-use crate::protocol::{Invocation, Outcome, Reply};
-use crate::startup::AppState;
+use crate::azure::ClientError;
+use crate::identity::{TokenError, UserAssignedId};
+use crate::invocation::{Invocation, Reply};
+use crate::names::InvalidName;
+use crate::problem::Problem;
+use crate::state::AppState;
 use actix_web::web;
 use futures::future::LocalBoxFuture;
+
+/// Why a function failed: a problem it stated itself (bad input, a refusal by
+/// an allow-list), or a client's typed error, which [`invoke`] diagnoses and
+/// turns into a problem at the edge.
+#[derive(Debug)]
+pub enum Failure {
+    Problem(Problem),
+    Client {
+        error: ClientError,
+        /// The user-assigned identity the request chose, for the diagnosis.
+        identity: Option<UserAssignedId>,
+    },
+}
+
+/// What every function returns.
+pub type Outcome = Result<Reply, Failure>;
+
+impl From<Problem> for Failure {
+    fn from(p: Problem) -> Self {
+        Failure::Problem(p)
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Failure::Client {
+            error,
+            identity: None,
+        }
+    }
+}
+
+impl From<TokenError> for Failure {
+    fn from(e: TokenError) -> Self {
+        Failure::from(ClientError::Identity(e))
+    }
+}
+
+impl From<InvalidName> for Failure {
+    fn from(e: InvalidName) -> Self {
+        Failure::Problem(e.into())
+    }
+}
+
+impl Failure {
+    /// The failure as a problem, with its diagnosis when a rule explains it.
+    pub fn into_problem(self, state: &AppState) -> Problem {
+        match self {
+            Failure::Problem(p) => p,
+            Failure::Client { error, identity } => {
+                let problem = Problem::from(&error);
+                match crate::diagnosis::diagnose(&error, state, identity.as_ref()) {
+                    Some((kind, diagnosis)) => {
+                        problem.diagnosed(kind, diagnosis.fix.clone(), &diagnosis)
+                    }
+                    None => problem,
+                }
+            }
+        }
+    }
+}
 
 /// `extensions.http.routePrefix` in host.json.
 pub const ROUTE_PREFIX: &str = "api";
@@ -81,8 +146,8 @@ pub async fn invoke(
 ) -> Reply {
     match (spec.run)(invocation, state.clone()).await {
         Ok(reply) => reply,
-        Err(mut problem) => {
-            crate::diagnosis::attach(&mut problem, state, None).await;
+        Err(failure) => {
+            let problem = failure.into_problem(state);
             tracing::warn!(
                 function = spec.name,
                 status = problem.status,

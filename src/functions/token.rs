@@ -3,18 +3,18 @@
 //! The safe version of "paste the token into jwt.ms": the response has the
 //! decoded claims but never the token or its signature.
 
+use super::{Failure, Outcome};
+use crate::azure::{ClientError, Stage};
 use crate::identity::claims::{decode_claims, pick};
-use crate::identity::{UserAssignedId, normalize_resource, scope_to_resource};
-use crate::problem::{Problem, Stage};
-use crate::protocol::{Invocation, Outcome, Reply};
-use crate::startup::AppState;
+use crate::identity::{UserAssignedId, scope_to_resource};
+use crate::invocation::{Invocation, Reply};
+use crate::names::Resource;
+use crate::problem::{Problem, ProblemType};
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
-
-/// Longest resource accepted: generous for an App ID URI, short enough for a URL.
-const MAX_RESOURCE_LEN: usize = 512;
 
 pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     if let Some(target) = inv.query_one("check")? {
@@ -23,15 +23,15 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     let resource = resource_of(&inv)?;
     let identity = identity_of(&inv)?;
     allowed(&state.settings.token_allowed_resources, &resource)?;
-    let provided = match state.identity.token(&resource, identity.as_ref()).await {
-        Ok(provided) => provided,
-        Err(e) => {
+    let provided = state
+        .identity
+        .token(resource.as_str(), identity.as_ref())
+        .await
+        .map_err(|e| Failure::Client {
+            error: ClientError::Identity(e),
             // Diagnose with the identity this request chose, not the default.
-            let mut problem = Problem::from(e);
-            crate::diagnosis::attach(&mut problem, &state, identity.as_ref()).await;
-            return Err(problem);
-        }
-    };
+            identity: identity.clone(),
+        })?;
     let claims = decode_claims(provided.token.token.secret());
     Ok(Reply::ok_json(&json!({
         "resource": resource,
@@ -42,12 +42,12 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     })))
 }
 
-fn resource_of(inv: &Invocation) -> Result<String, Problem> {
+fn resource_of(inv: &Invocation) -> Result<Resource, Problem> {
     let resource = match (inv.query_one("resource")?, inv.query_one("scope")?) {
-        (Some(r), None) => r.trim().to_owned(),
-        (None, Some(s)) => scope_to_resource(&[s.trim()])
-            .map_err(|e| Problem::bad_request(e.to_string()))?
-            .to_owned(),
+        (Some(r), None) => r,
+        (None, Some(s)) => {
+            scope_to_resource(&[s.trim()]).map_err(|e| Problem::bad_request(e.to_string()))?
+        }
         _ => {
             return Err(Problem::bad_request(
                 "give exactly one of ?resource= (e.g. https://vault.azure.net) or ?scope= (e.g. https://vault.azure.net/.default)",
@@ -55,29 +55,18 @@ fn resource_of(inv: &Invocation) -> Result<String, Problem> {
         }
     };
     // The scope character rule Azure.Identity applies, so nothing odd reaches the endpoint.
-    let valid = !resource.is_empty()
-        && resource.len() <= MAX_RESOURCE_LEN
-        && resource
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
-    if !valid {
-        return Err(Problem::bad_request(format!(
-            "resource must be 1-{MAX_RESOURCE_LEN} characters of letters, digits and - _ . : /"
-        )));
-    }
-    Ok(resource)
+    Ok(Resource::parse(resource)?)
 }
 
 /// `TOKEN_ALLOWED_RESOURCES`: the function mints only for what the list names,
 /// compared as Entra compares resources, before any identity call.
-fn allowed(allow_list: &[String], resource: &str) -> Result<(), Problem> {
-    let wanted = normalize_resource(resource);
-    if allow_list.contains(&wanted) {
+fn allowed(allow_list: &[Resource], wanted: &Resource) -> Result<(), Problem> {
+    if allow_list.contains(wanted) {
         return Ok(());
     }
     Err(Problem::new(
         StatusCode::FORBIDDEN,
-        "resource-not-allowed",
+        ProblemType::ResourceNotAllowed,
         format!("this function does not mint tokens for {wanted}: it is not in TOKEN_ALLOWED_RESOURCES"),
     )
     .stage(Stage::Request)
@@ -109,7 +98,8 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
     if inv.query_one("resource")?.is_some() || inv.query_one("scope")?.is_some() {
         return Err(Problem::bad_request(
             "check= names its own resource; do not add resource= or scope=",
-        ));
+        )
+        .into());
     }
     let identity = identity_of(inv)?;
     let settings = &state.settings;
@@ -132,10 +122,11 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         }
         "app2" => {
             let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
-            let result = match client.get_as("api/whoami", "", identity.clone()).await {
+            let whoami = crate::azure::app2::whoami();
+            let result = match client.get_as(&whoami, "", identity.clone()).await {
                 Ok(r) if (200..300).contains(&r.status) => Ok(()),
-                Ok(r) => Err(super::app2::refusal(&r)),
-                Err(p) => Err(p),
+                Ok(r) => Err(r.refusal()),
+                Err(e) => Err(e),
             };
             (
                 client.resource().to_owned(),
@@ -146,12 +137,15 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         other => {
             return Err(Problem::bad_request(format!(
                 "check must be keyvault, storage or app2, not {other:?}"
-            )));
+            ))
+            .into());
         }
     };
-    if let Err(mut problem) = result {
-        crate::diagnosis::attach(&mut problem, state, identity.as_ref()).await;
-        return Err(problem);
+    if let Err(error) = result {
+        return Err(Failure::Client {
+            error,
+            identity: identity.clone(),
+        });
     }
     let provided = state.identity.token(&resource, identity.as_ref()).await?;
     let claims = decode_claims(provided.token.token.secret()).unwrap_or_default();
@@ -171,13 +165,14 @@ mod tests {
 
     #[test]
     fn variants_neither_pass_the_list_nor_escape_it() {
-        let list = vec!["https://vault.azure.net".to_string()];
+        let r = |s: &str| Resource::parse(s).unwrap();
+        let list = vec![r("https://vault.azure.net")];
         for ok in [
             "https://vault.azure.net",
             "HTTPS://VAULT.AZURE.NET/",
             "https://Vault.Azure.Net//",
         ] {
-            assert!(allowed(&list, ok).is_ok(), "{ok}");
+            assert!(allowed(&list, &r(ok)).is_ok(), "{ok}");
         }
         for bad in [
             "https://storage.azure.com",
@@ -185,7 +180,7 @@ mod tests {
             "https://vault.azure.net/extra",
             "https://management.azure.com",
         ] {
-            let p = allowed(&list, bad).unwrap_err();
+            let p = allowed(&list, &r(bad)).unwrap_err();
             assert_eq!(p.status, 403, "{bad}");
             assert!(p.kind.ends_with("#resource-not-allowed"));
             assert!(p.detail.contains("TOKEN_ALLOWED_RESOURCES"));

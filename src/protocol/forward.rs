@@ -1,10 +1,10 @@
 //! Forward mode: actix routes (with the `/api` prefix the host keeps) that turn
 //! the request into an [`Invocation`].
 
-use super::{Invocation, Reply};
 use crate::functions::{self, FunctionSpec};
+use crate::invocation::{Invocation, InvocationId, Reply};
 use crate::problem::Problem;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 
@@ -31,7 +31,7 @@ async fn handle(
 ) -> HttpResponse {
     let body = match read_body(payload, state.limits.max_body_bytes).await {
         Ok(body) => body,
-        Err(problem) => return into_response(Reply::from_problem(&problem)),
+        Err(problem) => return Reply::into_response(Reply::from_problem(&problem)),
     };
     let invocation = Invocation {
         function: spec.name,
@@ -46,9 +46,9 @@ async fn handle(
             .collect(),
         headers: req.headers().clone(),
         body,
-        invocation_id: super::InvocationId::of(&req),
+        invocation_id: InvocationId::of(&req),
     };
-    into_response(functions::invoke(spec, invocation, &state).await)
+    Reply::into_response(functions::invoke(spec, invocation, &state).await)
 }
 
 /// Reads the body up to `limit` bytes; more is a 413 problem (nothing is stored).
@@ -63,15 +63,4 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Byt
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-pub fn into_response(reply: Reply) -> HttpResponse {
-    let mut res = HttpResponse::build(reply.status);
-    if !reply.content_type.is_empty() {
-        res.content_type(reply.content_type);
-    }
-    for (k, v) in reply.headers {
-        res.append_header((k, v));
-    }
-    res.body(reply.body)
 }

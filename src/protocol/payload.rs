@@ -5,10 +5,10 @@
 //! `Outputs.res` (`statusCode`, not `status`; string headers; a string body),
 //! and only an envelope that cannot be read at all is an HTTP 400.
 
-use super::{Invocation, Reply};
 use crate::functions;
-use crate::problem::Problem;
-use crate::startup::AppState;
+use crate::invocation::{Invocation, InvocationId, Reply};
+use crate::problem::{Problem, ProblemType};
+use crate::state::AppState;
 use actix_web::http::{
     Method, StatusCode, header::HeaderMap, header::HeaderName, header::HeaderValue,
 };
@@ -31,7 +31,7 @@ async fn handle(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(spec) = functions::by_name(&path) else {
-        return super::forward::into_response(Reply::from_problem(&Problem::not_found(format!(
+        return Reply::into_response(Reply::from_problem(&Problem::not_found(format!(
             "no function named {:?}",
             path.as_str()
         ))));
@@ -54,12 +54,12 @@ async fn handle(
         }
         body.extend_from_slice(&chunk);
     }
-    let invocation_id = super::InvocationId::of(&req);
+    let invocation_id = InvocationId::of(&req);
     // Not an envelope at all is an HTTP 400; a bad request inside one is the
     // client's 400, inside Outputs.res.
     let invocation = match parse_envelope(&body) {
         Ok(envelope) => invocation_of(spec.name, &envelope, invocation_id),
-        Err(problem) => return super::forward::into_response(Reply::from_problem(&problem)),
+        Err(problem) => return Reply::into_response(Reply::from_problem(&problem)),
     };
     drop(body);
     let reply = match invocation {
@@ -267,7 +267,7 @@ pub fn outputs(reply: Reply, logs: Vec<String>) -> Value {
         Err(_) => Reply::from_problem(
             &Problem::new(
                 StatusCode::NOT_ACCEPTABLE,
-                "binary-in-payload-mode",
+                ProblemType::BinaryInPayloadMode,
                 "this response is binary, and invocation-payload mode can only return text; enable enableForwardingHttpRequest (or proxying) for binary downloads",
             )
             .stage(crate::problem::Stage::Request),

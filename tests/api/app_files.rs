@@ -175,3 +175,48 @@ async fn every_declared_route_and_method_is_served() {
         }
     }
 }
+
+#[test]
+fn every_handler_route_is_declared_in_its_function_json() {
+    // The other direction of the test above: nothing the handler routes is
+    // missing from (or wider than) the function.json the host reads.
+    let declared: std::collections::HashMap<String, Value> = functions().into_iter().collect();
+    for spec in handler::functions::ALL {
+        let doc = declared
+            .get(spec.name)
+            .unwrap_or_else(|| panic!("{} has no function.json", spec.name));
+        let trigger = &doc["bindings"][0];
+        let template = devstack::host::route::RouteTemplate::parse(
+            trigger["route"].as_str().unwrap_or(spec.name),
+        )
+        .unwrap();
+        let methods: Vec<String> = trigger["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_ascii_uppercase())
+            .collect();
+        for (method, route) in spec.routes {
+            let relative = route
+                .strip_prefix(&format!("/{}/", handler::functions::ROUTE_PREFIX))
+                .unwrap_or_else(|| panic!("{route} lacks the route prefix"));
+            // actix's `{x:.*}` is the host's `{*x}`.
+            let path = sample_path(&relative.replace(":.*}", "}"));
+            assert!(
+                template.matches(&path).is_some(),
+                "{method} {route} ({}) is not matched by its function.json route",
+                spec.name
+            );
+            assert!(
+                methods.iter().any(|m| m == method),
+                "{method} {route} is not in {}'s function.json methods {methods:?}",
+                spec.name
+            );
+        }
+    }
+    assert_eq!(
+        declared.len(),
+        handler::functions::ALL.len(),
+        "a function.json without a handler function"
+    );
+}

@@ -425,3 +425,32 @@ async fn a_selector_the_environment_cannot_use_is_a_503_naming_the_setting() {
     );
     handle.stop(false).await;
 }
+
+#[tokio::test]
+async fn startup_errors_say_what_went_wrong() {
+    use handler::startup::StartupError;
+    let settings = |pairs: &[(&str, &str)]| {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        handler::configuration::Settings::from_sources(None, env).unwrap()
+    };
+    // An unreadable CA file is a CA problem, not "could not bind".
+    let err = handler::Application::build(settings(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "0"),
+        ("EXTRA_CA_CERT", "/nonexistent/ca.pem"),
+    ]))
+    .err()
+    .unwrap();
+    assert!(matches!(err, StartupError::HttpClient(_)), "{err}");
+    assert!(err.to_string().contains("EXTRA_CA_CERT"), "{err}");
+    // A taken port is a bind error naming the port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let err = handler::Application::build(settings(&[("FUNCTIONS_CUSTOMHANDLER_PORT", &port)]))
+        .err()
+        .unwrap();
+    assert!(matches!(err, StartupError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains(&port), "{err}");
+}

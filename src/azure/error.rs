@@ -1,11 +1,91 @@
-//! Upstream failures, named by stage and status, never carrying a secret.
+//! What the Azure clients report: typed errors carrying the facts the
+//! upstream gave (status, service code, message, challenge) and the claims of
+//! the token that was sent. Never a token or a secret, and nothing of HTTP
+//! responses: the edge turns these into problems.
 
 pub use crate::identity::error_chain;
 use crate::identity::{TokenError, capped};
-use crate::problem::{Problem, Stage};
-use actix_web::http::StatusCode;
+use crate::names::{BlobName, ContainerName};
 use azure_core::error::ErrorKind;
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Which hop of a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The caller's request itself.
+    Request,
+    Identity,
+    Keyvault,
+    Storage,
+    App2,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Request => "request",
+            Stage::Identity => "identity",
+            Stage::Keyvault => "keyvault",
+            Stage::Storage => "storage",
+            Stage::App2 => "app2",
+        }
+    }
+}
+
+/// Why an Azure client could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// No token: the credential failed.
+    #[error(transparent)]
+    Identity(#[from] TokenError),
+    /// The upstream refused, failed or could not be reached.
+    #[error("{0}")]
+    Upstream(Box<UpstreamError>),
+    /// The secret, container or blob does not exist.
+    #[error("{what} does not exist")]
+    NotFound { stage: Stage, what: String },
+    /// The client needs a setting this deployment does not have (or has wrong).
+    #[error("{setting}: {reason}")]
+    NotConfigured {
+        stage: Stage,
+        setting: &'static str,
+        reason: String,
+    },
+    /// A create-only write found the blob there already (HTTP 409 upstream).
+    #[error("blob {container}/{blob} already exists, and this write never replaces one")]
+    BlobExists {
+        container: ContainerName,
+        blob: BlobName,
+    },
+    /// The blob is larger than the handler returns; nothing was buffered past the limit.
+    #[error("blob {container}/{blob} is larger than {limit} bytes, the most this function returns")]
+    BlobTooLarge {
+        container: ContainerName,
+        blob: BlobName,
+        limit: usize,
+    },
+}
+
+impl From<UpstreamError> for ClientError {
+    fn from(u: UpstreamError) -> Self {
+        ClientError::Upstream(Box::new(u))
+    }
+}
+
+impl ClientError {
+    /// The hop that failed.
+    pub fn stage(&self) -> Stage {
+        match self {
+            Self::Identity(_) => Stage::Identity,
+            Self::Upstream(u) => u.stage,
+            Self::NotFound { stage, .. } | Self::NotConfigured { stage, .. } => *stage,
+            Self::BlobExists { .. } => Stage::Storage,
+            Self::BlobTooLarge { .. } => Stage::Request,
+        }
+    }
+}
 
 /// What an upstream said when it refused or failed.
 #[derive(Debug, Clone, Serialize)]
@@ -18,16 +98,47 @@ pub struct UpstreamError {
     pub message: String,
     /// `WWW-Authenticate`, when the upstream sent one.
     pub www_authenticate: Option<String>,
+    /// The response's content type (app2's problem+json vs EasyAuth's text).
+    pub content_type: Option<String>,
+    /// app2's own 403 names the role it wanted.
+    pub required_role: Option<String>,
+    /// The claims of the token that was sent (never the token).
+    #[serde(skip)]
+    pub claims: Option<Map<String, Value>>,
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stage = self.stage.as_str();
+        match self.status {
+            Some(s) => write!(f, "{stage} answered {s}")?,
+            None => write!(f, "{stage} could not be reached")?,
+        }
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
 }
 
 impl UpstreamError {
-    /// Reads an `azure_core::Error` from an SDK client. A credential failure
-    /// inside it becomes the identity problem it really is.
-    pub fn from_azure(stage: Stage, err: &azure_core::Error) -> Result<Self, Problem> {
-        if let Some(identity) = find_identity_error(err) {
-            return Err(Problem::from(identity));
+    /// True for failures worth retrying later (unreachable, throttled,
+    /// unavailable): the edge answers 503 rather than 502.
+    pub fn is_temporary(&self) -> bool {
+        match (self.stage, self.status) {
+            // Whatever app2 answers is app2's answer (a 502), as the README promises.
+            (Stage::App2, Some(_)) => false,
+            (_, status) => matches!(status, None | Some(429 | 503 | 504)),
         }
-        Ok(match err.kind() {
+    }
+
+    /// Reads an `azure_core::Error` from an SDK client. A credential failure
+    /// inside it becomes the identity error it really is.
+    pub fn from_azure(stage: Stage, err: &azure_core::Error) -> ClientError {
+        if let Some(identity) = find_identity_error(err) {
+            return ClientError::Identity(identity.clone());
+        }
+        ClientError::from(match err.kind() {
             ErrorKind::HttpResponse {
                 status,
                 error_code,
@@ -59,6 +170,9 @@ impl UpstreamError {
                             .unwrap_or_else(|| err.to_string()),
                     ),
                     www_authenticate,
+                    content_type: None,
+                    required_role: None,
+                    claims: None,
                 }
             }
             _ => Self {
@@ -67,48 +181,11 @@ impl UpstreamError {
                 code: None,
                 message: capped(&error_chain(err)),
                 www_authenticate: None,
+                content_type: None,
+                required_role: None,
+                claims: None,
             },
         })
-    }
-
-    /// The service's inner error code when it has one (`ForbiddenByRbac`).
-    pub fn detailed_code(&self) -> Option<&str> {
-        self.code.as_deref()
-    }
-
-    pub fn to_problem(&self) -> Problem {
-        let temporary = matches!(self.status, None | Some(429 | 503 | 504));
-        let status = if temporary {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::BAD_GATEWAY
-        };
-        let stage = serde_json::to_value(self.stage)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let what = match self.status {
-            Some(s) => format!("{stage} answered {s}"),
-            None => format!("{stage} could not be reached"),
-        };
-        let code = self
-            .code
-            .as_deref()
-            .map(|c| format!(" ({c})"))
-            .unwrap_or_default();
-        let mut problem = Problem::new(
-            status,
-            &format!("{stage}-error"),
-            format!("{what}{code}: {}", self.message),
-        )
-        .stage(self.stage)
-        .upstream(self.status);
-        // The raw facts, for the diagnosis (service error bodies: never a token or secret).
-        problem.extensions.insert(
-            "upstream".into(),
-            serde_json::to_value(self).unwrap_or_default(),
-        );
-        problem
     }
 }
 
@@ -187,14 +264,16 @@ mod tests {
             code: Some("ForbiddenByRbac".into()),
             message: "Caller is not authorized".into(),
             www_authenticate: None,
+            content_type: None,
+            required_role: None,
+            claims: None,
         };
-        let p = e.to_problem();
-        assert_eq!(
-            (p.status, p.upstream_status, p.stage),
-            (502, Some(403), Some(Stage::Keyvault))
+        assert!(!e.is_temporary());
+        assert!(
+            e.to_string()
+                .contains("keyvault answered 403 (ForbiddenByRbac)")
         );
-        assert!(p.detail.contains("keyvault answered 403 (ForbiddenByRbac)"));
         let unreachable = UpstreamError { status: None, ..e };
-        assert_eq!(unreachable.to_problem().status, 503);
+        assert!(unreachable.is_temporary());
     }
 }

@@ -1,0 +1,197 @@
+//! What a function receives and returns, whichever way the host delivered the
+//! request: an [`Invocation`] in, a [`Reply`] out. Both protocol adapters
+//! (`protocol::forward`, `protocol::payload`) produce and consume these, and
+//! the functions see nothing else of HTTP.
+
+use crate::problem::Problem;
+use actix_web::http::{Method, StatusCode, header::HeaderMap};
+use bytes::Bytes;
+use std::collections::HashMap;
+
+/// One function call, independent of how the host delivered it.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub function: &'static str,
+    pub method: Method,
+    /// Route values (`{name}`, `{*path}`); an absent optional value is missing.
+    pub params: HashMap<String, String>,
+    /// Query pairs in order; a key may repeat (forward mode comma-joins them).
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The host's `X-Azure-Functions-InvocationId` (see [`invocation_id`]).
+    pub invocation_id: String,
+}
+
+/// The request's invocation id, worked out once by the request-span middleware
+/// and kept in the request's extensions so every later reader agrees.
+#[derive(Debug, Clone)]
+pub struct InvocationId(pub String);
+
+impl InvocationId {
+    /// The id the middleware stored, or (outside it, in tests) one read now.
+    pub fn of(req: &actix_web::HttpRequest) -> String {
+        use actix_web::HttpMessage;
+        req.extensions()
+            .get::<InvocationId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_else(|| invocation_id(req.headers()))
+    }
+}
+
+/// The header the host adds to every call it makes to the handler.
+pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+
+/// The invocation id to correlate with: the host's, never the caller's.
+///
+/// The host copies the caller's headers and then *appends* its own
+/// `X-Azure-Functions-InvocationId` (`DefaultHttpWorkerService.AddHeaders`), so
+/// a caller-sent id arrives first and the host's last. Only the last value is
+/// taken, and only as a hyphenated GUID; anything else (or none, outside the
+/// host) gets a fresh id, so caller-supplied text never reaches logs or records.
+pub fn invocation_id(headers: &HeaderMap) -> String {
+    headers
+        .get_all(INVOCATION_ID_HEADER)
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() == 36)
+        .and_then(|v| uuid::Uuid::try_parse(v).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .to_string()
+}
+
+impl Invocation {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A query parameter given at most once; a repeated one is a 400.
+    pub fn query_one(&self, name: &str) -> Result<Option<&str>, Problem> {
+        let mut values = self.query.iter().filter(|(k, _)| k == name);
+        let first = values.next().map(|(_, v)| v.as_str());
+        if values.next().is_some() {
+            return Err(Problem::bad_request(format!(
+                "query parameter {name} is given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A function's answer, independent of how it goes back to the host.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Self {
+        Self {
+            status,
+            content_type: "application/json".into(),
+            headers: vec![],
+            body: Bytes::from(serde_json::to_vec(value).expect("serializable reply")),
+        }
+    }
+
+    pub fn ok_json(value: &impl serde::Serialize) -> Self {
+        Self::json(StatusCode::OK, value)
+    }
+
+    pub fn bytes(status: StatusCode, content_type: impl Into<String>, body: Bytes) -> Self {
+        Self {
+            status,
+            content_type: content_type.into(),
+            headers: vec![],
+            body,
+        }
+    }
+
+    pub fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            content_type: String::new(),
+            headers: vec![],
+            body: Bytes::new(),
+        }
+    }
+
+    /// The reply as an HTTP response (forward mode, and payload-mode errors
+    /// that are not the function's own).
+    pub fn into_response(self) -> actix_web::HttpResponse {
+        let mut res = actix_web::HttpResponse::build(self.status);
+        if !self.content_type.is_empty() {
+            res.content_type(self.content_type);
+        }
+        for (k, v) in self.headers {
+            res.append_header((k, v));
+        }
+        res.body(self.body)
+    }
+
+    pub fn from_problem(problem: &Problem) -> Self {
+        Self {
+            status: StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            content_type: "application/problem+json".into(),
+            headers: vec![],
+            body: Bytes::from(serde_json::to_vec(problem).expect("serializable problem")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    const HOST: &str = "7c3e1b9a-4f0d-4b8e-9a51-2d6f0c8e1a34";
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                INVOCATION_ID_HEADER.parse().unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn invocation_id_is_the_hosts_last_guid() {
+        // A caller-sent id comes first; the host appends its own.
+        assert_eq!(invocation_id(&headers(&["forged-by-caller", HOST])), HOST);
+        assert_eq!(invocation_id(&headers(&[HOST])), HOST);
+        let upper = HOST.to_ascii_uppercase();
+        assert_eq!(invocation_id(&headers(&[&upper])), HOST);
+    }
+
+    #[test]
+    fn anything_but_a_guid_gets_a_fresh_id() {
+        for bad in [
+            vec![],
+            vec!["<script>alert(1)</script>"],
+            vec![HOST, "not-a-guid"],
+            vec!["{7c3e1b9a-4f0d-4b8e-9a51-2d6f0c8e1a34}"],
+            vec!["7c3e1b9a4f0d4b8e9a512d6f0c8e1a34"],
+        ] {
+            let id = invocation_id(&headers(&bad));
+            assert!(
+                uuid::Uuid::try_parse(&id).is_ok() && id.len() == 36,
+                "{bad:?}"
+            );
+            assert!(bad.iter().all(|b| !b.contains(&id)), "{bad:?} → {id}");
+        }
+    }
+}
