@@ -23,6 +23,33 @@ pub struct Invocation {
     pub invocation_id: String,
 }
 
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than the limit: nothing is kept.
+    TooLarge,
+    /// The connection failed mid-body.
+    Broken(String),
+}
+
+/// Reads a request body up to `limit` bytes, never buffering past it. Both
+/// adapters read bodies with this.
+pub async fn read_body(
+    mut payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    use futures::StreamExt;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// The request's invocation id, worked out once by the request-span middleware
 /// and kept in the request's extensions so every later reader agrees.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use crate::azure::Stage;
 use crate::azure::app2::whoami;
 use crate::azure::blobs::Write;
 use crate::identity::IdentityDescription;
-use crate::identity::claims::{decode_claims, pick};
+use crate::identity::claims::{authorization_claims, decode_claims};
 use crate::invocation::{Invocation, Reply};
 use crate::names::{BlobName, ContainerName, SecretName};
 use crate::problem::{Problem, ProblemType};
@@ -27,25 +27,6 @@ use std::time::Instant;
 use time::format_description::well_known::Rfc3339;
 
 use crate::azure::keyvault::RESOURCE as KEYVAULT_RESOURCE;
-
-/// The claims worth showing for authorization questions.
-fn key_claims(claims: &Map<String, Value>) -> Map<String, Value> {
-    pick(
-        claims,
-        &[
-            "aud",
-            "iss",
-            "appid",
-            "azp",
-            "oid",
-            "tid",
-            "roles",
-            "xms_mirid",
-            "ver",
-            "exp",
-        ],
-    )
-}
 
 /// One step of the report: its result, or the (diagnosed) problem it hit.
 #[derive(Serialize)]
@@ -278,7 +259,7 @@ async fn keyvault_step(state: &AppState) -> Result<KeyvaultStep, Failure> {
     Ok(KeyvaultStep {
         identity: token.identity,
         audience: KEYVAULT_RESOURCE,
-        token_claims: key_claims(&claims),
+        token_claims: authorization_claims(&claims),
         secret: secret.to_json(false),
         secret_cached: cached,
         version: secret.version.clone(),
@@ -296,7 +277,7 @@ async fn app2_step(state: &AppState) -> Result<App2Step, Failure> {
     Ok(App2Step {
         identity: state.identity.describe(None),
         audience: client.resource().to_owned(),
-        token_claims: key_claims(&response.claims),
+        token_claims: authorization_claims(&response.claims),
         app2_status: response.status,
         app2_view: view,
     })

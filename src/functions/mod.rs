@@ -89,6 +89,8 @@ type Run = fn(Invocation, web::Data<AppState>) -> LocalBoxFuture<'static, Outcom
 pub struct FunctionSpec {
     pub name: &'static str,
     pub routes: &'static [(&'static str, &'static str)],
+    /// Whether the function reads request headers (the adapters copy them only then).
+    pub reads_headers: bool,
     run: Run,
 }
 
@@ -96,11 +98,13 @@ pub static ALL: &[FunctionSpec] = &[
     FunctionSpec {
         name: "health",
         routes: &[("GET", "/api/health")],
+        reads_headers: false,
         run: |i, s| Box::pin(health::run(i, s)),
     },
     FunctionSpec {
         name: "token",
         routes: &[("GET", "/api/token")],
+        reads_headers: false,
         run: |i, s| Box::pin(token::run(i, s)),
     },
     FunctionSpec {
@@ -109,6 +113,7 @@ pub static ALL: &[FunctionSpec] = &[
             ("GET", "/api/secrets/{name}"),
             ("GET", "/api/secrets/{name}/{version}"),
         ],
+        reads_headers: false,
         run: |i, s| Box::pin(secrets::run(i, s)),
     },
     FunctionSpec {
@@ -119,16 +124,19 @@ pub static ALL: &[FunctionSpec] = &[
             ("PUT", "/api/blobs/{container}/{name:.*}"),
             ("DELETE", "/api/blobs/{container}/{name:.*}"),
         ],
+        reads_headers: true,
         run: |i, s| Box::pin(blobs::run(i, s)),
     },
     FunctionSpec {
         name: "app2",
         routes: &[("GET", "/api/app2"), ("GET", "/api/app2/{path:.*}")],
+        reads_headers: false,
         run: |i, s| Box::pin(app2::run(i, s)),
     },
     FunctionSpec {
         name: "flow",
         routes: &[("POST", "/api/flow")],
+        reads_headers: false,
         run: |i, s| Box::pin(flow::run(i, s)),
     },
 ];

@@ -5,7 +5,7 @@
 
 use super::{Failure, Outcome};
 use crate::azure::{ClientError, Stage};
-use crate::identity::claims::{decode_claims, pick};
+use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, decode_claims, pick};
 use crate::identity::{UserAssignedId, scope_to_resource};
 use crate::invocation::{Invocation, Reply};
 use crate::names::Resource;
@@ -154,8 +154,8 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         "ok": true,
         "target": target_url,
         "identity": provided.identity,
-        "principal": pick(&claims, &["oid", "appid", "azp", "tid", "xms_mirid"]),
-        "token": pick(&claims, &["aud", "iss", "roles", "exp", "ver"]),
+        "principal": pick(&claims, PRINCIPAL_CLAIMS),
+        "token": pick(&claims, TOKEN_CLAIMS),
     })))
 }
 

@@ -24,6 +24,18 @@ pub fn decode_claims(token: &str) -> Option<Map<String, Value>> {
     }
 }
 
+/// The claims that say who the caller is.
+pub const PRINCIPAL_CLAIMS: &[&str] = &["oid", "appid", "azp", "tid", "xms_mirid"];
+/// The claims that say what the token is for and how long.
+pub const TOKEN_CLAIMS: &[&str] = &["aud", "iss", "roles", "exp", "ver"];
+
+/// Who and what for, together: the claims worth showing for authorization questions.
+pub fn authorization_claims(claims: &Map<String, Value>) -> Map<String, Value> {
+    let mut shown = pick(claims, TOKEN_CLAIMS);
+    shown.extend(pick(claims, PRINCIPAL_CLAIMS));
+    shown
+}
+
 /// The named claims that are present, in the order given.
 pub fn pick(claims: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
     names

@@ -317,6 +317,18 @@ struct Selected {
     identity: Option<UserAssignedId>,
 }
 
+impl IdentityProvider {
+    /// `TokenCredential::get_token` for `identity` (or the default).
+    async fn token_for_scopes(
+        &self,
+        scopes: &[&str],
+        identity: Option<&UserAssignedId>,
+    ) -> azure_core::Result<AccessToken> {
+        let resource = scope_to_resource(scopes).map_err(TokenError::from)?;
+        Ok(self.token(resource, identity).await?.token)
+    }
+}
+
 #[async_trait]
 impl TokenCredential for Selected {
     async fn get_token(
@@ -324,12 +336,9 @@ impl TokenCredential for Selected {
         scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let resource = scope_to_resource(scopes).map_err(TokenError::from)?;
-        Ok(self
-            .provider
-            .token(resource, self.identity.as_ref())
-            .await?
-            .token)
+        self.provider
+            .token_for_scopes(scopes, self.identity.as_ref())
+            .await
     }
 }
 
@@ -340,8 +349,7 @@ impl TokenCredential for IdentityProvider {
         scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let resource = scope_to_resource(scopes).map_err(TokenError::from)?;
-        Ok(self.token(resource, None).await?.token)
+        self.token_for_scopes(scopes, None).await
     }
 }
 

@@ -2,11 +2,10 @@
 //! the request into an [`Invocation`].
 
 use crate::functions::{self, FunctionSpec};
-use crate::invocation::{Invocation, InvocationId, Reply};
+use crate::invocation::{BodyError, Invocation, InvocationId, Reply, read_body};
 use crate::problem::Problem;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures::StreamExt;
 
 /// Registers every function's forward routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -29,9 +28,18 @@ async fn handle(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let body = match read_body(payload, state.limits.max_body_bytes).await {
+    let limit = state.limits.max_body_bytes;
+    let body = match read_body(payload, limit).await {
         Ok(body) => body,
-        Err(problem) => return Reply::into_response(Reply::from_problem(&problem)),
+        Err(e) => {
+            let problem = match e {
+                BodyError::TooLarge => Problem::payload_too_large(limit),
+                BodyError::Broken(e) => {
+                    Problem::bad_request(format!("could not read the request body: {e}"))
+                }
+            };
+            return Reply::into_response(Reply::from_problem(&problem));
+        }
     };
     let invocation = Invocation {
         function: spec.name,
@@ -44,23 +52,14 @@ async fn handle(
         query: url::form_urlencoded::parse(req.query_string().as_bytes())
             .into_owned()
             .collect(),
-        headers: req.headers().clone(),
+        // Only the functions that read headers get a copy of them.
+        headers: if spec.reads_headers {
+            req.headers().clone()
+        } else {
+            Default::default()
+        },
         body,
         invocation_id: InvocationId::of(&req),
     };
     Reply::into_response(functions::invoke(spec, invocation, &state).await)
-}
-
-/// Reads the body up to `limit` bytes; more is a 413 problem (nothing is stored).
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, Problem> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| Problem::bad_request(format!("could not read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(Problem::payload_too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }

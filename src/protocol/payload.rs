@@ -6,7 +6,7 @@
 //! and only an envelope that cannot be read at all is an HTTP 400.
 
 use crate::functions;
-use crate::invocation::{Invocation, InvocationId, Reply};
+use crate::invocation::{BodyError, Invocation, InvocationId, Reply, read_body};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 use actix_web::http::{
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn handle(
     req: HttpRequest,
     path: web::Path<String>,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(spec) = functions::by_name(&path) else {
@@ -39,12 +39,9 @@ async fn handle(
     // The envelope carries the body base64- or JSON-encoded: allow for that, and
     // answer an oversized one inside Outputs.res so the client sees the 413.
     let limit = state.limits.max_body_bytes / 3 * 4 + 64 * 1024;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = futures::StreamExt::next(&mut payload).await {
-        let Ok(chunk) = chunk else {
-            return HttpResponse::BadRequest().finish();
-        };
-        if body.len() + chunk.len() > limit {
+    let body = match read_body(payload, limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             let reply =
                 Reply::from_problem(&Problem::payload_too_large(state.limits.max_body_bytes));
             return HttpResponse::Ok().json(outputs(
@@ -52,8 +49,8 @@ async fn handle(
                 vec![format!("{}: request body too large", spec.name)],
             ));
         }
-        body.extend_from_slice(&chunk);
-    }
+        Err(BodyError::Broken(_)) => return HttpResponse::BadRequest().finish(),
+    };
     let invocation_id = InvocationId::of(&req);
     // Not an envelope at all is an HTTP 400; a bad request inside one is the
     // client's 400, inside Outputs.res.

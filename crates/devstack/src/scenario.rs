@@ -77,12 +77,18 @@ impl Scenario {
 
     /// Extra settings for the handler.
     pub fn handler_env(self, world: &World) -> Vec<(String, String)> {
-        match self {
-            Self::UserAssignedMissing => {
-                vec![("AZURE_CLIENT_ID".into(), world.unattached_client_id.clone())]
-            }
-            _ => vec![],
+        // Short identity retries: a scenario shows a failure, it never waits
+        // out the real back-off (tests and `devstack demo` stay quick).
+        let mut env: Vec<(String, String)> = [
+            ("IDENTITY_MAX_RETRIES", "2"),
+            ("IDENTITY_DEADLINE_MS", "5000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        if self == Self::UserAssignedMissing {
+            env.push(("AZURE_CLIENT_ID".into(), world.unattached_client_id.clone()));
         }
+        env
     }
 
     /// Faults to script on the identity endpoint.
