@@ -1,14 +1,17 @@
 //! app1, an Azure Functions custom handler that uses managed identity end to end.
 //!
+//! Layers, top to bottom; dependencies only point down (`tests/architecture.rs`):
+//!
 //! | module | role |
 //! |---|---|
 //! | [`startup`] | binds 127.0.0.1, wires state and routes ([`Application`]) |
-//! | [`configuration`] | layered, typed settings |
-//! | [`telemetry`] | JSON logs, per-request spans with the invocation id |
-//! | [`problem`] | `application/problem+json` errors with stage and hint |
-//! | [`identity`] | the managed-identity token provider (`TokenCredential`) |
-//! | [`functions`] | one module per function folder |
-//! | [`http_client`] | the shared outbound HTTP client |
+//! | [`protocol`] | the adapters: forward mode and invocation payloads |
+//! | [`functions`] | one module per function folder; problems are built here, at the edge |
+//! | [`azure`] | the clients: Key Vault, Blob, app2; typed [`azure::ClientError`] |
+//! | [`identity`] | the credential chain over the `app-service-identity` crate |
+//!
+//! Shared below the adapters: [`invocation`], [`state`], [`names`],
+//! [`problem`], [`diagnosis`], [`configuration`], [`telemetry`], [`http_client`].
 
 pub mod azure;
 pub mod configuration;
