@@ -67,6 +67,27 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Starts the release `handler` on `port` with `env`, and waits until it answers.
+async fn spawn_handler(
+    client: &reqwest::Client,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    while client.get(format!("{url}/")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (child, url)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     handler::http_client::install_crypto_provider();
@@ -127,19 +148,12 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("IDENTITY_ENDPOINT", &endpoint)
-        .env("IDENTITY_HEADER", "h")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    while client.get(format!("{url}/")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (mut child, url) = spawn_handler(
+        &client,
+        port,
+        &[("IDENTITY_ENDPOINT", &endpoint), ("IDENTITY_HEADER", "h")],
+    )
+    .await;
     let (idle, _) = rss_kib(child.id());
     let make: Make = {
         let (c, u) = (
@@ -171,17 +185,7 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    while client.get(format!("{url}/")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (mut child, url) = spawn_handler(&client, port, &[]).await;
     let (idle, _) = rss_kib(child.id());
     let raw = vec![0xA5u8; 10 * 1024 * 1024 - 1024];
     let envelope = json!({"Data": {"req": {

@@ -3,7 +3,7 @@
 //! No network call: everything is already in the error and the settings.
 
 use super::{Diagnosis, Facts, Target, explain};
-use crate::azure::{ClientError, Stage};
+use crate::azure::{ClientError, Stage, UpstreamError};
 use crate::identity::{TokenError, UserAssignedId};
 use crate::problem::ProblemType;
 use crate::state::AppState;
@@ -54,51 +54,34 @@ pub fn diagnose(
     state: &AppState,
     identity: Option<&UserAssignedId>,
 ) -> Option<(ProblemType, Diagnosis)> {
-    let (stage, status, code, message, www_authenticate, content_type, required_role, claims) =
-        match err {
-            ClientError::Upstream(u) => (
-                u.stage,
-                u.status,
-                u.code.clone(),
-                u.message.clone(),
-                u.www_authenticate.clone(),
-                u.content_type.clone(),
-                u.required_role.clone(),
-                u.claims.clone(),
-            ),
-            ClientError::Identity(TokenError::Managed(e)) => {
-                let (status, code, message) = match e.endpoint_answer() {
-                    Some((s, c, m)) => (Some(s), c.map(str::to_owned), m.to_owned()),
-                    None => (None, None, e.to_string()),
-                };
-                (
-                    Stage::Identity,
-                    status,
-                    code,
-                    message,
-                    None,
-                    None,
-                    None,
-                    None,
-                )
+    let upstream = match err {
+        ClientError::Upstream(u) => u.as_ref().clone(),
+        ClientError::Identity(TokenError::Managed(e)) => {
+            let (status, code, message) = match e.endpoint_answer() {
+                Some((s, c, m)) => (Some(s), c.map(str::to_owned), m.to_owned()),
+                None => (None, None, e.to_string()),
+            };
+            UpstreamError {
+                stage: Stage::Identity,
+                status,
+                code,
+                message,
+                www_authenticate: None,
+                content_type: None,
+                required_role: None,
+                claims: None,
             }
-            _ => return None,
-        };
+        }
+        _ => return None,
+    };
     // Only refusals and failures are explained: not a 404, not a 503 for a setting.
-    if status.is_none() && stage != Stage::Identity {
+    if upstream.status.is_none() && upstream.stage != Stage::Identity {
         return None;
     }
     let per_request = identity.is_some();
     let effective = identity.or(state.identity.default_identity());
     let facts = Facts {
-        stage,
-        status,
-        code,
-        message,
-        www_authenticate,
-        content_type,
-        required_role,
-        claims,
+        upstream,
         identity: state.identity.describe(identity),
         selector_setting: selector_setting(effective, per_request),
         target: Target {

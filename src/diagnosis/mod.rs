@@ -12,7 +12,7 @@ mod rules;
 pub use attach::diagnose;
 pub use rules::explain;
 
-use crate::azure::Stage;
+use crate::azure::UpstreamError;
 use crate::identity::IdentityDescription;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -20,17 +20,9 @@ use serde_json::{Map, Value};
 /// Everything a diagnosis may use. None of it is a token or a secret.
 #[derive(Debug, Clone)]
 pub struct Facts {
-    pub stage: Stage,
-    pub status: Option<u16>,
-    /// The service's error code (`ForbiddenByRbac`, `AuthorizationPermissionMismatch`, `invalid_resource`).
-    pub code: Option<String>,
-    pub message: String,
-    pub www_authenticate: Option<String>,
-    pub content_type: Option<String>,
-    /// app2's own 403 names the role it wanted.
-    pub required_role: Option<String>,
-    /// Claims of the token that was sent (none for identity-stage failures).
-    pub claims: Option<Map<String, Value>>,
+    /// What the upstream (or the identity endpoint) said, and the claims of
+    /// the token that was sent (none for identity-stage failures).
+    pub upstream: UpstreamError,
     pub identity: IdentityDescription,
     /// The setting (or request parameter) that chose the identity, if any.
     pub selector_setting: Option<String>,

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 const PROPAGATION: &str = "Role assignments can take up to 10 minutes to take effect, and the platform caches managed-identity tokens for up to 24 hours: if the token's roles predate the change, restart the app to get a fresh one.";
 
 fn claim(f: &Facts, name: &str) -> Option<String> {
-    f.claims
+    f.upstream
+        .claims
         .as_ref()?
         .get(name)
         .and_then(Value::as_str)
@@ -32,7 +33,7 @@ fn principal(f: &Facts) -> Principal {
 }
 
 fn token(f: &Facts) -> Option<TokenView> {
-    let claims = f.claims.as_ref()?;
+    let claims = f.upstream.claims.as_ref()?;
     Some(TokenView {
         aud: claim(f, "aud"),
         iss: claim(f, "iss"),
@@ -54,10 +55,11 @@ fn token(f: &Facts) -> Option<TokenView> {
 /// `key vault '<name>;location=…'`); else the first label of KEYVAULT_URL.
 fn vault_name(f: &Facts) -> String {
     let from_message = f
+        .upstream
         .message
         .split("Vault: ")
         .nth(1)
-        .or_else(|| f.message.split("key vault '").nth(1))
+        .or_else(|| f.upstream.message.split("key vault '").nth(1))
         .and_then(|rest| rest.split([';', '\'', '\r', '\n']).next())
         .map(str::trim)
         .filter(|v| !v.is_empty());
@@ -75,15 +77,16 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
         .or_else(|| claim(f, "azp"))
         .unwrap_or_else(|| "<client id>".into());
     let aud = claim(f, "aud").unwrap_or_default();
-    let code = f.code.clone().unwrap_or_default();
-    let message = f.message.as_str();
+    let code = f.upstream.code.clone().unwrap_or_default();
+    let message = f.upstream.message.as_str();
     let challenge = f
+        .upstream
         .www_authenticate
         .as_deref()
         .map(challenge_params)
         .unwrap_or_default();
 
-    let (anchor, cause, fix): (ProblemType, String, String) = match (f.stage, f.status) {
+    let (anchor, cause, fix): (ProblemType, String, String) = match (f.upstream.stage, f.upstream.status) {
         (Stage::Keyvault, Some(403)) if code == "ForbiddenByRbac" => {
             let vault = vault_name(f);
             let action = message
@@ -159,8 +162,8 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
                 )
             }
         }
-        (Stage::App2, Some(403)) if f.required_role.is_some() => {
-            let role = f.required_role.clone().unwrap_or_default();
+        (Stage::App2, Some(403)) if f.upstream.required_role.is_some() => {
+            let role = f.upstream.required_role.clone().unwrap_or_default();
             let app2_client = f
                 .target
                 .app2_resource
@@ -220,7 +223,7 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
         }
         (Stage::Identity, Some(408 | 429 | 500 | 502 | 503 | 504)) => (
             ProblemType::IdentityEndpointUnavailable,
-            format!("The identity endpoint kept failing ({} {message}) through every retry.", f.status.unwrap_or_default()),
+            format!("The identity endpoint kept failing ({} {message}) through every retry.", f.upstream.status.unwrap_or_default()),
             "This is usually temporary: retry later. Tokens are cached and refreshed early, so a warm app rarely sees it; check the platform's health if it persists.".into(),
         ),
         _ => return None,
@@ -231,10 +234,10 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
             principal: principal(f),
             token: token(f),
             upstream: UpstreamView {
-                status: f.status,
-                code: f.code.clone(),
+                status: f.upstream.status,
+                code: f.upstream.code.clone(),
                 www_authenticate: challenge,
-                message: f.message.clone(),
+                message: f.upstream.message.clone(),
             },
             cause,
             fix,
@@ -276,14 +279,16 @@ mod tests {
         claims: Option<Map<String, Value>>,
     ) -> Facts {
         Facts {
-            stage,
-            status: Some(status),
-            code: code.map(str::to_owned),
-            message: message.into(),
-            www_authenticate: None,
-            content_type: None,
-            required_role: None,
-            claims,
+            upstream: UpstreamError {
+                stage,
+                status: Some(status),
+                code: code.map(str::to_owned),
+                message: message.into(),
+                www_authenticate: None,
+                content_type: None,
+                required_role: None,
+                claims,
+            },
             identity: IdentityDescription {
                 source: "app_service",
                 selector: "system_assigned",
@@ -324,7 +329,7 @@ mod tests {
             &upstream.message,
             Some(claims(aud, &[])),
         );
-        f.www_authenticate = upstream.www_authenticate;
+        f.upstream.www_authenticate = upstream.www_authenticate;
         f
     }
 
@@ -348,11 +353,11 @@ mod tests {
             "You do not have permission to view this directory or page.",
             Some(claims(&format!("api://{APP2}"), &["App2.Access"])),
         );
-        app2_401.www_authenticate = Some(format!(
+        app2_401.upstream.www_authenticate = Some(format!(
             r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token""#
         ));
         let mut app2_401_tenant = app2_401.clone();
-        app2_401_tenant.www_authenticate = Some(format!(
+        app2_401_tenant.upstream.www_authenticate = Some(format!(
             r#"Bearer realm="app2" authorization_uri="https://login.microsoftonline.com/{APP2}/oauth2/v2.0/authorize" resource_id="{APP2}""#
         ));
         let mut app2_403_gate = facts(
@@ -362,7 +367,7 @@ mod tests {
             "You do not have permission to view this directory or page.",
             Some(claims(&format!("api://{APP2}"), &["App2.Access"])),
         );
-        app2_403_gate.content_type = Some("text/plain".into());
+        app2_403_gate.upstream.content_type = Some("text/plain".into());
         let mut app2_403_role = facts(
             Stage::App2,
             403,
@@ -370,8 +375,8 @@ mod tests {
             "the caller's token carries no app role App2.Access",
             Some(claims(&format!("api://{APP2}"), &[])),
         );
-        app2_403_role.required_role = Some("App2.Access".into());
-        app2_403_role.content_type = Some("application/problem+json".into());
+        app2_403_role.upstream.required_role = Some("App2.Access".into());
+        app2_403_role.upstream.content_type = Some("application/problem+json".into());
         let mut ua_missing = facts(
             Stage::Identity,
             400,
@@ -528,7 +533,7 @@ mod tests {
                     d.cause
                 );
             }
-            if row.facts.claims.is_some() {
+            if row.facts.upstream.claims.is_some() {
                 assert_eq!(d.principal.oid.as_deref(), Some(OID), "{}", row.name);
                 assert_eq!(d.principal.appid.as_deref(), Some(APPID));
                 assert!(
@@ -551,6 +556,7 @@ mod tests {
                 "Forbidden",
                 KV_RBAC_403
             )
+            .upstream
             .code
             .as_deref(),
             Some("ForbiddenByRbac")
@@ -562,11 +568,12 @@ mod tests {
             STORAGE_403,
         );
         assert_eq!(
-            storage.code.as_deref(),
+            storage.upstream.code.as_deref(),
             Some("AuthorizationPermissionMismatch")
         );
         assert!(
             storage
+                .upstream
                 .message
                 .starts_with("This request is not authorized")
         );

@@ -532,6 +532,18 @@ struct SelectedIdentity {
     identity: UserAssignedId,
 }
 
+impl ManagedIdentityCredential {
+    /// `TokenCredential::get_token` as `identity` (or the default).
+    async fn token_for_scopes(
+        &self,
+        scopes: &[&str],
+        identity: Option<&UserAssignedId>,
+    ) -> azure_core::Result<AccessToken> {
+        let resource = scope_to_resource(scopes)?;
+        Ok(self.token(resource, identity).await?.token)
+    }
+}
+
 #[async_trait]
 impl TokenCredential for SelectedIdentity {
     async fn get_token(
@@ -539,12 +551,9 @@ impl TokenCredential for SelectedIdentity {
         scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let resource = scope_to_resource(scopes)?;
-        Ok(self
-            .credential
-            .token(resource, Some(&self.identity))
-            .await?
-            .token)
+        self.credential
+            .token_for_scopes(scopes, Some(&self.identity))
+            .await
     }
 }
 
@@ -555,8 +564,7 @@ impl TokenCredential for ManagedIdentityCredential {
         scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let resource = scope_to_resource(scopes)?;
-        Ok(self.token(resource, None).await?.token)
+        self.token_for_scopes(scopes, None).await
     }
 }
 

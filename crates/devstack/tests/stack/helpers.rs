@@ -76,3 +76,15 @@ pub fn claims(token: &str) -> Value {
 pub fn world(stack: &Stack) -> devstack::world::World {
     stack.world.read().unwrap().clone()
 }
+
+/// The identity endpoint's request log.
+pub async fn recorded_requests(stack: &Stack) -> Value {
+    http()
+        .get(format!("{}/admin/requests", stack.identity_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -353,14 +353,7 @@ async fn faults_fail_n_times_then_recover() {
         200
     );
     // Other resources were never affected.
-    let recorded: Value = http()
-        .get(format!("{}/admin/requests", s.identity_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recorded = recorded_requests(&s).await;
     let statuses: Vec<u64> = recorded
         .as_array()
         .unwrap()
@@ -431,14 +424,7 @@ async fn x1_handler_provider_gets_an_app2_token() {
     let c = claims(t.token.secret());
     assert_eq!(c["aud"], w.app2.app_id_uri);
     assert_eq!(c["appid"], w.app1.client_id);
-    let recorded: Value = http()
-        .get(format!("{}/admin/requests", s.identity_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recorded = recorded_requests(&s).await;
     assert_eq!(recorded[0]["query"]["resource"], w.app2.app_id_uri);
 }
 
@@ -460,14 +446,7 @@ async fn the_request_log_is_bounded() {
             .unwrap();
         assert_eq!(res.status(), 400);
     }
-    let recorded: Value = http()
-        .get(format!("{}/admin/requests", s.identity_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recorded = recorded_requests(&s).await;
     let log = recorded.as_array().unwrap();
     assert_eq!(
         log.len(),
