@@ -113,13 +113,35 @@ pub enum SettingsError {
     ConflictingIdentitySelectors(String),
 }
 
-/// The raw, flat shape: one optional string per app setting.
+/// The raw shape: one optional string per app setting, in one struct per
+/// section. The settings are flat (app settings, environment variables), so
+/// each section is flattened in; each validates itself.
 #[derive(Deserialize, Default)]
 struct Raw {
+    #[serde(flatten)]
+    server: RawServer,
+    #[serde(flatten)]
+    telemetry: RawTelemetry,
+    #[serde(flatten)]
+    identity: RawIdentity,
+    #[serde(flatten)]
+    azure: RawAzure,
+}
+
+#[derive(Deserialize, Default)]
+struct RawServer {
     functions_customhandler_port: Option<String>,
     functions_httpworker_port: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTelemetry {
     log_format: Option<String>,
     rust_log: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawIdentity {
     managed_identity_source: Option<String>,
     identity_endpoint: Option<String>,
     identity_header: Option<String>,
@@ -132,6 +154,10 @@ struct Raw {
     identity_max_retries: Option<String>,
     identity_attempt_timeout_ms: Option<String>,
     identity_deadline_ms: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAzure {
     keyvault_url: Option<String>,
     keyvault_skip_challenge_resource_check: Option<String>,
     secret_cache_ttl_secs: Option<String>,
@@ -192,6 +218,17 @@ impl Settings {
 
 impl Raw {
     fn validate(self) -> Result<Settings, SettingsError> {
+        Ok(Settings {
+            server: self.server.validate()?,
+            telemetry: self.telemetry.validate()?,
+            identity: self.identity.validate()?,
+            azure: self.azure.validate()?,
+        })
+    }
+}
+
+impl RawServer {
+    fn validate(self) -> Result<ServerSettings, SettingsError> {
         let port = match self
             .functions_customhandler_port
             .as_deref()
@@ -205,6 +242,12 @@ impl Raw {
             None => DEV_DEFAULT_PORT,
         };
 
+        Ok(ServerSettings { port })
+    }
+}
+
+impl RawTelemetry {
+    fn validate(self) -> Result<TelemetrySettings, SettingsError> {
         let format = match self
             .log_format
             .as_deref()
@@ -221,6 +264,15 @@ impl Raw {
             }
         };
 
+        Ok(TelemetrySettings {
+            format,
+            filter: self.rust_log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+impl RawIdentity {
+    fn validate(self) -> Result<IdentityConfig, SettingsError> {
         let selector_settings = (
             ("AZURE_CLIENT_ID", self.azure_client_id.as_deref()),
             (
@@ -300,6 +352,21 @@ impl Raw {
             None
         };
 
+        Ok(IdentityConfig {
+            mode,
+            identity_endpoint: self.identity_endpoint,
+            identity_header: self.identity_header.map(Secret::from),
+            msi_endpoint: self.msi_endpoint,
+            msi_secret: self.msi_secret.map(Secret::from),
+            imds_authority: self.azure_pod_identity_authority_host,
+            user_assigned,
+            retry,
+        })
+    }
+}
+
+impl RawAzure {
+    fn validate(self) -> Result<AzureSettings, SettingsError> {
         let blob_containers = list(self.blob_containers.as_deref(), DEFAULT_BLOB_CONTAINERS)
             .iter()
             .map(|c| named("BLOB_CONTAINERS", c, ContainerName::parse))
@@ -318,7 +385,7 @@ impl Raw {
         .map(|r| named("TOKEN_ALLOWED_RESOURCES", r, Resource::parse))
         .collect::<Result<Vec<_>, _>>()?;
 
-        let azure = AzureSettings {
+        Ok(AzureSettings {
             blob_containers,
             token_allowed_resources,
             verify_challenge_resource: !flag(
@@ -358,25 +425,6 @@ impl Raw {
                 .map(|u| u.trim_end_matches('/').to_owned()),
             app2_resource: self.app2_resource,
             extra_ca_cert: self.extra_ca_cert.map(PathBuf::from),
-        };
-
-        Ok(Settings {
-            azure,
-            server: ServerSettings { port },
-            telemetry: TelemetrySettings {
-                format,
-                filter: self.rust_log.unwrap_or_else(|| "info".into()),
-            },
-            identity: IdentityConfig {
-                mode,
-                identity_endpoint: self.identity_endpoint,
-                identity_header: self.identity_header.map(Secret::from),
-                msi_endpoint: self.msi_endpoint,
-                msi_secret: self.msi_secret.map(Secret::from),
-                imds_authority: self.azure_pod_identity_authority_host,
-                user_assigned,
-                retry,
-            },
         })
     }
 }

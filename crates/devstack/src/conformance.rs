@@ -25,19 +25,11 @@ pub fn python(root: &Path) -> PathBuf {
     assert!(ok, "python3 -m venv failed");
     let requirements = venv.join("requirements.txt");
     std::fs::write(&requirements, REQUIREMENTS).unwrap();
-    let ok = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements)
-        .status()
-        .unwrap()
-        .success();
+    let ok = xtask::pip_install(
+        &python,
+        &[std::ffi::OsStr::new("-r"), requirements.as_os_str()],
+    )
+    .expect("the virtualenv's python runs");
     assert!(ok, "pip install of the official clients failed");
     std::fs::write(marker, REQUIREMENTS).unwrap();
     python

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,6 +134,23 @@ pub fn max_glibc(binary: &Path) -> anyhow::Result<Option<(u32, u32)>> {
     Ok(max)
 }
 
+/// `python -m pip install --quiet --disable-pip-version-check <args>`: the one
+/// way this workspace installs from PyPI (zig here, the official Python
+/// clients in devstack). `Ok(false)` when pip ran and failed.
+pub fn pip_install(python: &Path, args: &[&OsStr]) -> std::io::Result<bool> {
+    Ok(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(args)
+        .status()?
+        .success())
+}
+
 /// Installs ziglang (PyPI) and cargo-zigbuild (crates.io) under
 /// `<root>/.devstack/tools` if needed; returns (zig dir, cargo-zigbuild path).
 pub fn ensure_tools(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -144,20 +162,13 @@ pub fn ensure_tools(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
             "installing ziglang=={ZIGLANG_VERSION} from PyPI into {}",
             zig_dir.display()
         );
-        let ok = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&zig_dir)
-            .arg(format!("ziglang=={ZIGLANG_VERSION}"))
-            .status()
-            .context("python3 -m pip (Python 3 is needed to install zig)")?
-            .success();
+        let target = zig_dir.as_os_str();
+        let package = format!("ziglang=={ZIGLANG_VERSION}");
+        let ok = pip_install(
+            Path::new("python3"),
+            &[OsStr::new("--target"), target, OsStr::new(&package)],
+        )
+        .context("python3 -m pip (Python 3 is needed to install zig)")?;
         if !ok || !zig.exists() {
             bail!("could not install ziglang=={ZIGLANG_VERSION}");
         }
