@@ -149,9 +149,9 @@ impl Problem {
     /// A diagnosed refusal: its specific `type`, the fix as `hint`, and the
     /// `diagnosis` member.
     pub fn diagnosed(mut self, kind: ProblemType, fix: String, diagnosis: &impl Serialize) -> Self {
-        self.kind = format!("{TROUBLESHOOTING_BASE}#{}", kind.anchor());
-        self.hint = Some(fix);
-        self.extensions.insert(
+        self.0.kind = format!("{TROUBLESHOOTING_BASE}#{}", kind.anchor());
+        self.0.hint = Some(fix);
+        self.0.extensions.insert(
             "diagnosis".into(),
             serde_json::to_value(diagnosis).unwrap_or_default(),
         );
@@ -160,29 +160,29 @@ impl Problem {
 
     /// The same problem with another status, and the title that goes with it.
     pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = status.as_u16();
-        self.title = status.canonical_reason().unwrap_or("Error").to_owned();
+        self.0.status = status.as_u16();
+        self.0.title = status.canonical_reason().unwrap_or("Error").to_owned();
         self
     }
 
     /// Adds an extension member (RFC 9457 §3.2), e.g. the flow's step report.
     pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
-        self.extensions.insert(name.to_owned(), value);
+        self.0.extensions.insert(name.to_owned(), value);
         self
     }
 
     pub fn stage(mut self, stage: Stage) -> Self {
-        self.stage = Some(stage);
+        self.0.stage = Some(stage);
         self
     }
 
     pub fn upstream(mut self, status: Option<u16>) -> Self {
-        self.upstream_status = status;
+        self.0.upstream_status = status;
         self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
         self
     }
 }
@@ -191,12 +191,6 @@ impl std::ops::Deref for Problem {
     type Target = ProblemDetails;
     fn deref(&self) -> &ProblemDetails {
         &self.0
-    }
-}
-
-impl std::ops::DerefMut for Problem {
-    fn deref_mut(&mut self) -> &mut ProblemDetails {
-        &mut self.0
     }
 }
 
