@@ -33,7 +33,7 @@ fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Opt
             "the request's {} parameter",
             match id {
                 UserAssignedId::ResourceId(_) => "mi_res_id",
-                other => other.kind(),
+                other => other.kind().as_str(),
             }
         )
     } else {

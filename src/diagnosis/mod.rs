@@ -13,7 +13,7 @@ pub use attach::diagnose;
 pub use rules::explain;
 
 use crate::azure::UpstreamError;
-use crate::identity::IdentityDescription;
+use crate::identity::{CredentialSource, IdentityDescription, SelectorKind};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -44,8 +44,8 @@ pub struct Principal {
     pub azp: Option<String>,
     pub tid: Option<String>,
     pub xms_mirid: Option<String>,
-    pub source: String,
-    pub selector: String,
+    pub source: CredentialSource,
+    pub selector: SelectorKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }

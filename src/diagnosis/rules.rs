@@ -26,8 +26,8 @@ fn principal(f: &Facts) -> Principal {
         azp: claim(f, "azp"),
         tid: claim(f, "tid"),
         xms_mirid: claim(f, "xms_mirid"),
-        source: f.identity.source.to_owned(),
-        selector: f.identity.selector.to_owned(),
+        source: f.identity.source,
+        selector: f.identity.selector,
         id: f.identity.id.clone(),
     }
 }
@@ -250,7 +250,7 @@ mod tests {
     use super::*;
     use crate::azure::{ClientError, UpstreamError};
     use crate::diagnosis::Target;
-    use crate::identity::IdentityDescription;
+    use crate::identity::{CredentialSource, IdentityDescription, SelectorKind};
     use azure_core::http::headers::Headers;
     use azure_core::http::{RawResponse, StatusCode};
     use serde_json::Map;
@@ -290,8 +290,8 @@ mod tests {
                 claims,
             },
             identity: IdentityDescription {
-                source: "app_service",
-                selector: "system_assigned",
+                source: CredentialSource::AppService,
+                selector: SelectorKind::SystemAssigned,
                 id: None,
             },
             selector_setting: None,
@@ -385,8 +385,8 @@ mod tests {
             None,
         );
         ua_missing.identity = IdentityDescription {
-            source: "app_service",
-            selector: "client_id",
+            source: CredentialSource::AppService,
+            selector: SelectorKind::ClientId,
             id: Some("11111111-2222-3333-4444-555555555555".into()),
         };
         ua_missing.selector_setting = Some("AZURE_CLIENT_ID".into());

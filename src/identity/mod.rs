@@ -11,8 +11,11 @@ pub mod claims;
 mod provider;
 
 pub use app_service_identity::{
-    CacheScope, ErrorKind, IdentityDescription, IdentityError, MAX_ECHOED_CHARS,
-    ManagedIdentitySource, ProvidedToken, RetryOptions, SourceKind, UserAssignedId, capped,
-    error_chain, is_guid, normalize_resource, scope_to_resource,
+    CacheScope, ErrorKind, IdentityError, MAX_ECHOED_CHARS, ManagedIdentitySource, RetryOptions,
+    SelectorKind, SourceKind, UserAssignedId, capped, error_chain, is_guid, normalize_resource,
+    scope_to_resource,
 };
-pub use provider::{IdentityConfig, IdentityProvider, SourceMode, TokenError};
+pub use provider::{
+    CredentialSource, IdentityConfig, IdentityDescription, IdentityProvider, ProvidedToken,
+    SourceMode, TokenError,
+};

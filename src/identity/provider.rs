@@ -1,13 +1,87 @@
 //! [`IdentityProvider`]: managed identity, or developer tools, chosen once.
 
 use app_service_identity::{
-    Environment, IdentityDescription, IdentityError, IdentityTransport, ManagedIdentityCredential,
-    ManagedIdentityCredentialOptions, ManagedIdentitySource, ProvidedToken, RetryOptions,
-    UserAssignedId, error_chain, scope_to_resource,
+    Environment, IdentityError, IdentityTransport, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, ManagedIdentitySource, RetryOptions, SelectorKind,
+    SourceKind, UserAssignedId, error_chain, scope_to_resource,
 };
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use std::{fmt, sync::Arc};
+
+/// Where the handler's tokens come from: a managed-identity protocol, the
+/// developer's own sign-in, or nothing (settings that cannot work here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    AppService,
+    AppServiceLegacy,
+    Imds,
+    Developer,
+    Unconfigured,
+}
+
+impl CredentialSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AppService => "app_service",
+            Self::AppServiceLegacy => "app_service_legacy",
+            Self::Imds => "imds",
+            Self::Developer => "developer",
+            Self::Unconfigured => "unconfigured",
+        }
+    }
+}
+
+impl From<SourceKind> for CredentialSource {
+    fn from(kind: SourceKind) -> Self {
+        match kind {
+            SourceKind::AppService => Self::AppService,
+            SourceKind::AppServiceLegacy => Self::AppServiceLegacy,
+            SourceKind::Imds => Self::Imds,
+            // A protocol newer than this handler: shown as what it is not yet named.
+            _ => Self::Unconfigured,
+        }
+    }
+}
+
+/// Which source and selector a token came from, as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IdentityDescription {
+    pub source: CredentialSource,
+    pub selector: SelectorKind,
+    /// The selector's value (an id, never a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl IdentityDescription {
+    pub fn new(source: CredentialSource, identity: Option<&UserAssignedId>) -> Self {
+        Self {
+            source,
+            selector: SelectorKind::of(identity),
+            id: identity.map(|i| i.value().to_owned()),
+        }
+    }
+}
+
+impl From<app_service_identity::IdentityDescription> for IdentityDescription {
+    fn from(d: app_service_identity::IdentityDescription) -> Self {
+        Self {
+            source: d.source.into(),
+            selector: d.selector,
+            id: d.id,
+        }
+    }
+}
+
+/// A token plus where it came from (never shown: only its claims are).
+#[derive(Debug, Clone)]
+pub struct ProvidedToken {
+    pub token: AccessToken,
+    pub cached: bool,
+    pub identity: IdentityDescription,
+}
 
 /// Which source to use (`MANAGED_IDENTITY_SOURCE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -205,9 +279,9 @@ impl IdentityProvider {
             Chain::Managed(c) => {
                 let d = c.describe(None);
                 tracing::info!(
-                    source = d.source,
+                    source = d.source.as_str(),
                     endpoint = c.endpoint().as_str(),
-                    selector = d.selector,
+                    selector = d.selector.as_str(),
                     id = d.id.as_deref().unwrap_or_default(),
                     "managed identity source selected"
                 )
@@ -225,9 +299,11 @@ impl IdentityProvider {
     /// Which source and selector a request with `identity` (or the default) uses.
     pub fn describe(&self, identity: Option<&UserAssignedId>) -> IdentityDescription {
         match &self.chain {
-            Chain::Managed(c) => c.describe(identity),
-            Chain::Developer(_) => IdentityDescription::new("developer", identity),
-            Chain::Unavailable(_) => IdentityDescription::new("unconfigured", identity),
+            Chain::Managed(c) => c.describe(identity).into(),
+            Chain::Developer(_) => IdentityDescription::new(CredentialSource::Developer, identity),
+            Chain::Unavailable(_) => {
+                IdentityDescription::new(CredentialSource::Unconfigured, identity)
+            }
         }
     }
 
@@ -247,7 +323,14 @@ impl IdentityProvider {
         identity: Option<&UserAssignedId>,
     ) -> Result<ProvidedToken, TokenError> {
         match &self.chain {
-            Chain::Managed(c) => Ok(c.token(resource, identity).await?),
+            Chain::Managed(c) => {
+                let provided = c.token(resource, identity).await?;
+                Ok(ProvidedToken {
+                    token: provided.token,
+                    cached: provided.cached,
+                    identity: provided.identity.into(),
+                })
+            }
             Chain::Developer(credential) => {
                 if let Some(id) = identity {
                     return Err(TokenError::SelectorUnsupported(format!(
@@ -263,7 +346,7 @@ impl IdentityProvider {
                 Ok(ProvidedToken {
                     token,
                     cached: false,
-                    identity: IdentityDescription::new("developer", None),
+                    identity: IdentityDescription::new(CredentialSource::Developer, None),
                 })
             }
             Chain::Unavailable(e) => Err(e.clone()),

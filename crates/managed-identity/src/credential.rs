@@ -8,7 +8,7 @@ use crate::single_flight::{Failed, Fresh, Miss, Served};
 use crate::source::{IMDS_TOKEN_URL, IdentitySource, SourceKind};
 use crate::token_cache::{self, TokenCache, TokenKey};
 use crate::transport::{EndpointRequest, IdentityTransport};
-use crate::user_assigned::UserAssignedId;
+use crate::user_assigned::{SelectorKind, UserAssignedId};
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use std::collections::HashMap;
@@ -170,10 +170,10 @@ impl Default for ManagedIdentityCredentialOptions {
 /// Which source and selector a token came from, as shown to users.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct IdentityDescription {
-    /// `app_service`, `app_service_legacy` or `imds` (apps add their own, e.g. `developer`).
-    pub source: &'static str,
-    /// `system_assigned`, or the user-assigned selector kind.
-    pub selector: &'static str,
+    /// The protocol.
+    pub source: SourceKind,
+    /// `system_assigned`, or how the user-assigned identity was selected.
+    pub selector: SelectorKind,
     /// The selector's value (an id, never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -181,10 +181,10 @@ pub struct IdentityDescription {
 
 impl IdentityDescription {
     /// The description of `identity` (or the system identity) on `source`.
-    pub fn new(source: &'static str, identity: Option<&UserAssignedId>) -> Self {
+    pub fn new(source: SourceKind, identity: Option<&UserAssignedId>) -> Self {
         Self {
             source,
-            selector: identity.map_or("system_assigned", UserAssignedId::kind),
+            selector: SelectorKind::of(identity),
             id: identity.map(|i| i.value().to_owned()),
         }
     }
@@ -289,7 +289,7 @@ impl ManagedIdentityCredential {
     /// Which source and selector a request with `identity` (or the default) uses.
     pub fn describe(&self, identity: Option<&UserAssignedId>) -> IdentityDescription {
         IdentityDescription::new(
-            self.source_kind().as_str(),
+            self.source_kind(),
             identity.or(self.default_identity.as_ref()),
         )
     }
@@ -362,7 +362,7 @@ impl ManagedIdentityCredential {
         Ok(ProvidedToken {
             token,
             cached: served == Served::Cached,
-            identity: IdentityDescription::new(self.source_kind().as_str(), identity),
+            identity: IdentityDescription::new(self.source_kind(), identity),
         })
     }
 

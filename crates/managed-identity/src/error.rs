@@ -43,7 +43,7 @@ pub enum IdentityError {
         /// The protocol that cannot express it.
         via: SourceKind,
         /// The selector kind (`object_id`, `resource_id`).
-        selector: &'static str,
+        selector: crate::user_assigned::SelectorKind,
     },
 
     /// The endpoint answered with a non-success status.

@@ -24,4 +24,6 @@ pub use retry::RetryOptions;
 pub use source::{IMDS_TOKEN_URL, SourceKind};
 pub use token_cache::MAX_CACHED_TOKENS;
 pub use transport::{EndpointRequest, EndpointResponse, IdentityTransport};
-pub use user_assigned::{ConflictingSelectors, SelectorSettingError, UserAssignedId, is_guid};
+pub use user_assigned::{
+    ConflictingSelectors, SelectorKind, SelectorSettingError, UserAssignedId, is_guid,
+};

@@ -19,13 +19,52 @@ pub enum UserAssignedId {
     ResourceId(String),
 }
 
-impl UserAssignedId {
-    /// The selector's kind as shown to users: `client_id`, `object_id` or `resource_id`.
-    pub fn kind(&self) -> &'static str {
+/// How an identity is selected: the system-assigned one, or a user-assigned
+/// one by one of its ids. Serialized in snake_case (`client_id`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SelectorKind {
+    /// No selector: the app's system-assigned identity.
+    SystemAssigned,
+    /// By client (application) id.
+    ClientId,
+    /// By object (principal) id.
+    ObjectId,
+    /// By ARM resource id.
+    ResourceId,
+}
+
+impl SelectorKind {
+    /// `system_assigned`, `client_id`, `object_id` or `resource_id`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::ClientId(_) => "client_id",
-            Self::ObjectId(_) => "object_id",
-            Self::ResourceId(_) => "resource_id",
+            Self::SystemAssigned => "system_assigned",
+            Self::ClientId => "client_id",
+            Self::ObjectId => "object_id",
+            Self::ResourceId => "resource_id",
+        }
+    }
+
+    /// The kind of `identity`, or system-assigned for none.
+    pub fn of(identity: Option<&UserAssignedId>) -> Self {
+        identity.map_or(Self::SystemAssigned, UserAssignedId::kind)
+    }
+}
+
+impl fmt::Display for SelectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl UserAssignedId {
+    /// The selector's kind.
+    pub fn kind(&self) -> SelectorKind {
+        match self {
+            Self::ClientId(_) => SelectorKind::ClientId,
+            Self::ObjectId(_) => SelectorKind::ObjectId,
+            Self::ResourceId(_) => SelectorKind::ResourceId,
         }
     }
 
@@ -184,7 +223,7 @@ mod tests {
         );
         assert_eq!(
             UserAssignedId::parse("object_id", GUID).unwrap().kind(),
-            "object_id"
+            SelectorKind::ObjectId
         );
         let rid = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ua";
         assert_eq!(

@@ -181,7 +181,7 @@ async fn default_identity_applies_when_none_is_named() {
         Some(UserAssignedId::ClientId(UA_CLIENT_ID.into())),
     );
     let t = p.token("r", None).await.unwrap();
-    assert_eq!(t.identity.selector, "client_id");
+    assert_eq!(t.identity.selector, SelectorKind::ClientId);
 }
 
 #[tokio::test]
@@ -204,7 +204,7 @@ async fn i7_i9_legacy_protocol_and_date_expiry() {
         .await
         .unwrap();
     assert_eq!(t.token.expires_on.year(), 2099);
-    assert_eq!(t.identity.source, "app_service_legacy");
+    assert_eq!(t.identity.source, SourceKind::AppServiceLegacy);
     // The 2017 protocol cannot name an object id: refused before sending.
     let err = p
         .token("r", Some(&UserAssignedId::ObjectId(SYSTEM_OID.into())))
