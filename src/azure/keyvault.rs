@@ -120,13 +120,8 @@ impl SecretsService {
             })
             .await
             .map(|(secret, served)| (secret, served == Served::Cached))
-            .map_err(|miss| match miss {
-                Miss::Failed(e) | Miss::Remembered { error: e, .. } => e,
-                _ => ClientError::NotFound {
-                    stage: Stage::Keyvault,
-                    what: "the cached secret".into(),
-                },
-            });
+            // Secrets keep no failure memory: every miss is the fetch's own error.
+            .map_err(Miss::into_error);
         if let Err(ClientError::Upstream(e)) = &result
             && matches!(e.status, Some(401 | 403))
         {

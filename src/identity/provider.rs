@@ -266,13 +266,6 @@ impl IdentityProvider {
         Self { chain }
     }
 
-    /// Uses a prepared managed-identity credential (tests, benchmarks).
-    pub fn with_credential(credential: Arc<ManagedIdentityCredential>) -> Self {
-        Self {
-            chain: Chain::Managed(credential),
-        }
-    }
-
     /// Logs the choice once; call at startup. Never logs a secret.
     pub fn log_source(&self) {
         match &self.chain {

@@ -73,6 +73,15 @@ pub enum Miss<E> {
     },
 }
 
+impl<E> Miss<E> {
+    /// The error, whether the fetch just failed or failed moments ago.
+    pub fn into_error(self) -> E {
+        match self {
+            Miss::Failed(error) | Miss::Remembered { error, .. } => error,
+        }
+    }
+}
+
 type Attempt<V, E> = Shared<BoxFuture<'static, Result<Fresh<V>, Failed<E>>>>;
 
 struct Stored<V> {
