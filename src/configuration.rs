@@ -83,20 +83,8 @@ pub struct ServerSettings {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (default; what Application Insights ingests best).
-    Json,
-    /// Human-readable lines for a terminal.
-    Pretty,
-}
-
-#[derive(Debug, Clone)]
-pub struct TelemetrySettings {
-    pub format: LogFormat,
-    /// An `EnvFilter` directive, from `RUST_LOG`.
-    pub filter: String,
-}
+// Defined beside the subscriber that reads them; parsed here with the rest.
+pub use crate::telemetry::{LogFormat, TelemetrySettings};
 
 /// A setting that cannot be used. Startup stops with this message.
 #[derive(Debug, thiserror::Error)]

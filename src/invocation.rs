@@ -4,6 +4,7 @@
 //! the functions see nothing else of HTTP.
 
 use crate::problem::Problem;
+use crate::telemetry::TraceHeaders;
 use actix_web::http::{Method, StatusCode, header::HeaderMap};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -21,6 +22,18 @@ pub struct Invocation {
     pub body: Bytes,
     /// The host's `X-Azure-Functions-InvocationId` (see [`invocation_id`]).
     pub invocation_id: String,
+    /// The caller's W3C trace context: the request's own headers in forward
+    /// mode, the envelope's `Data.req.Headers` in payload mode.
+    pub trace: TraceHeaders,
+}
+
+/// The trace context in a request's headers (values that aren't text are skipped).
+pub fn trace_of(headers: &HeaderMap) -> TraceHeaders {
+    TraceHeaders::from_pairs(
+        headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    )
 }
 
 /// Why a request body could not be read.
@@ -48,22 +61,6 @@ pub async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-/// The request's invocation id, worked out once by the request-span middleware
-/// and kept in the request's extensions so every later reader agrees.
-#[derive(Debug, Clone)]
-pub struct InvocationId(pub String);
-
-impl InvocationId {
-    /// The id the middleware stored, or (outside it, in tests) one read now.
-    pub fn of(req: &actix_web::HttpRequest) -> String {
-        use actix_web::HttpMessage;
-        req.extensions()
-            .get::<InvocationId>()
-            .map(|id| id.0.clone())
-            .unwrap_or_else(|| invocation_id(req.headers()))
-    }
 }
 
 /// The header the host adds to every call it makes to the handler.

@@ -2,8 +2,7 @@
 
 use handler::{Application, configuration::Settings, telemetry};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {
@@ -12,8 +11,31 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.telemetry);
+    // Before the runtime: the exporters send from threads of their own.
+    let telemetry = match telemetry::Export::from_env()
+        .and_then(|export| telemetry::init(&settings.telemetry, &export))
+    {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("handler: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("handler: cannot start the async runtime: {err}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(settings, telemetry.is_exporting()));
+    drop(runtime);
+    // The last spans of the run go out before the process ends.
+    telemetry.shutdown();
+    code
+}
 
+async fn serve(settings: Settings, exporting: bool) -> std::process::ExitCode {
     let app = match Application::build(settings) {
         Ok(app) => app,
         Err(err) => {
@@ -21,6 +43,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    tracing::info!(exporting, "telemetry ready");
     let handle = app.handle();
     tokio::spawn(async move {
         let signal = shutdown_signal().await;

@@ -158,6 +158,21 @@ impl Problem {
         self
     }
 
+    /// Marks `span` failed with this problem: its type (the anchor), detail,
+    /// fix, stage and upstream status. A problem never holds a token.
+    pub fn record_on(&self, span: &tracing::Span) {
+        crate::telemetry::record_failure(
+            span,
+            &crate::telemetry::Failed {
+                problem_type: self.0.kind.rsplit('#').next().unwrap_or_default(),
+                detail: &self.0.detail,
+                fix: self.0.hint.as_deref(),
+                stage: self.0.stage.map(Stage::as_str),
+                upstream_status: self.0.upstream_status,
+            },
+        );
+    }
+
     /// The same problem with another status, and the title that goes with it.
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.0.status = status.as_u16();

@@ -4,9 +4,8 @@ use crate::configuration::Settings;
 use crate::problem::Problem;
 use crate::protocol::{forward, payload};
 use crate::state::AppState;
-use crate::telemetry;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use std::net::TcpListener;
 
 /// Why the handler could not start. `main` logs it and exits non-zero, which
@@ -56,7 +55,6 @@ impl Application {
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(middleware::from_fn(telemetry::request_span))
                 .app_data(app_state.clone())
                 .route("/", web::get().to(readiness))
                 .configure(forward::configure)

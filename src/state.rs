@@ -31,7 +31,7 @@ impl AppState {
         )?;
         let identity = Arc::new(IdentityProvider::new(
             settings.identity.clone(),
-            Arc::new(http.clone()),
+            Arc::new(crate::identity::TracedTransport(http.clone())),
         ));
         identity.log_source();
         Ok(Self::with_identity(settings, identity, http))

@@ -113,6 +113,16 @@ fn layers_point_one_way() {
             );
         }
     }
+    // Telemetry is the floor: every layer opens spans, it names none of them.
+    for layer in order
+        .iter()
+        .chain(&["problem", "invocation", "configuration"])
+    {
+        assert!(
+            !edges["telemetry"].contains(*layer),
+            "telemetry names {layer}"
+        );
+    }
     // The edge types stay below the adapters and functions.
     for edge_type in ["problem", "invocation", "state", "names", "configuration"] {
         for upper in ["startup", "protocol", "functions"] {

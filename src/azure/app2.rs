@@ -2,11 +2,14 @@
 //! audience is app2.
 
 use super::error::{ClientError, Stage, UpstreamError, error_chain};
-use crate::identity::{IdentityProvider, UserAssignedId, capped, claims::decode_claims};
+use crate::identity::claims::{authorization_claims, decode_claims};
+use crate::identity::{IdentityProvider, UserAssignedId, capped};
 use crate::names::App2Path;
+use crate::telemetry::{ClientCall, record_token};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// What app2 answered, plus the claims of the token we sent (never the token).
 pub struct App2Response {
@@ -89,35 +92,51 @@ impl App2Client {
         query: &str,
         identity: Option<UserAssignedId>,
     ) -> Result<App2Response, ClientError> {
-        let token = self
+        let provided = self
             .credential
             .token(&self.resource, identity.as_ref())
-            .await?
-            .token;
+            .await?;
+        let token = provided.token;
         let claims = decode_claims(token.token.secret()).unwrap_or_default();
         let mut url = format!("{}/{path}", self.base_url);
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);
         }
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.token.secret())
-            .send()
-            .await
-            .map_err(|e| {
-                ClientError::from(UpstreamError {
-                    stage: Stage::App2,
-                    status: None,
-                    code: None,
-                    message: capped(&error_chain(&e.without_url())),
-                    www_authenticate: None,
-                    content_type: None,
-                    required_role: None,
-                    claims: Some(claims.clone()),
-                })
-            })?;
+        let url = url::Url::parse(&url).map_err(|e| ClientError::NotConfigured {
+            stage: Stage::App2,
+            setting: "APP2_BASE_URL",
+            reason: format!("APP2_BASE_URL does not make a valid URL with {path}: {e}"),
+        })?;
+        let call = ClientCall::start("app2", "GET", &url);
+        record_token(
+            call.span(),
+            &self.resource,
+            provided.cached,
+            &provided.identity.to_string(),
+            &serde_json::to_string(&authorization_claims(&claims)).unwrap_or_default(),
+        );
+        let mut request = self.http.get(url).bearer_auth(token.token.secret());
+        for (name, value) in call.trace_headers().pairs() {
+            request = request.header(name, value);
+        }
+        let sent = request.send().instrument(call.span().clone()).await;
+        match &sent {
+            Ok(response) => call.answered(response.status().as_u16()),
+            Err(_) => call.failed("transport"),
+        }
+        let response = sent.map_err(|e| {
+            ClientError::from(UpstreamError {
+                stage: Stage::App2,
+                status: None,
+                code: None,
+                message: capped(&error_chain(&e.without_url())),
+                www_authenticate: None,
+                content_type: None,
+                required_role: None,
+                claims: Some(claims.clone()),
+            })
+        })?;
         let header = |name| {
             response
                 .headers()

@@ -7,6 +7,7 @@ pub mod blobs;
 mod claims_recorder;
 pub mod error;
 pub mod keyvault;
+mod trace_policy;
 
 pub use error::{ClientError, Stage, UpstreamError};
 
@@ -118,7 +119,7 @@ fn secrets_client(
     keyvault::SecretsService::new(
         url,
         credential,
-        client_options(settings, http.clone()),
+        client_options(settings, http.clone(), Stage::Keyvault),
         settings.verify_challenge_resource,
         ttl,
     )
@@ -137,7 +138,7 @@ fn blob_client(
     blobs::BlobStore::new(
         url,
         credential,
-        client_options(settings, http.clone()),
+        client_options(settings, http.clone(), Stage::Storage),
         settings.storage_api_version.clone(),
     )
     .map_err(|e| invalid(Stage::Storage, "STORAGE_ACCOUNT_URL", e))
@@ -145,15 +146,18 @@ fn blob_client(
 
 /// Explicit retries and timeouts: the SDK's defaults take ~82 s to give up on
 /// a dead endpoint, far too long inside a Functions invocation.
-fn client_options(settings: &AzureSettings, http: reqwest::Client) -> ClientOptions {
-    ClientOptions {
-        transport: Some(Transport::new(Arc::new(http))),
-        retry: RetryOptions::exponential(ExponentialRetryOptions {
-            initial_delay: azure_core::time::Duration::milliseconds(200),
-            max_retries: settings.upstream_max_retries,
-            max_total_elapsed: azure_core::time::Duration::seconds(20),
-            max_delay: azure_core::time::Duration::seconds(4),
-        }),
-        ..Default::default()
-    }
+fn client_options(settings: &AzureSettings, http: reqwest::Client, stage: Stage) -> ClientOptions {
+    trace_policy::traced(
+        ClientOptions {
+            transport: Some(Transport::new(Arc::new(http))),
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(200),
+                max_retries: settings.upstream_max_retries,
+                max_total_elapsed: azure_core::time::Duration::seconds(20),
+                max_delay: azure_core::time::Duration::seconds(4),
+            }),
+            ..Default::default()
+        },
+        stage,
+    )
 }

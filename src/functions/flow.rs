@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 use time::format_description::well_known::Rfc3339;
+use tracing::Instrument;
 
 use crate::azure::keyvault::RESOURCE as KEYVAULT_RESOURCE;
 
@@ -127,10 +128,14 @@ impl Report<'_> {
         work: impl std::future::Future<Output = Result<T, Failure>>,
         detail: fn(T) -> StepDetail,
     ) -> Result<T, Problem> {
+        let span = crate::telemetry::step_span(name);
         let started = Instant::now();
-        let result = work.await;
+        let result = work.instrument(span.clone()).await;
         let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
         let result = result.map_err(|f| f.into_problem(self.state));
+        if let Err(problem) = &result {
+            problem.record_on(&span);
+        }
         let shown = match &result {
             Ok(v) => detail(v.clone()),
             Err(p) => StepDetail::Failed(p.clone()),

@@ -17,6 +17,7 @@ use crate::problem::Problem;
 use crate::state::AppState;
 use actix_web::web;
 use futures::future::LocalBoxFuture;
+use tracing::Instrument;
 
 /// Why a function failed: a problem it stated itself (bad input, a refusal by
 /// an allow-list), or a client's typed error, which [`invoke`] diagnoses and
@@ -146,16 +147,30 @@ pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
     ALL.iter().find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
-/// Runs a function; a problem becomes its problem+json reply and a log line.
+/// Runs a function inside its server span (continuing the caller's trace); a
+/// problem becomes its problem+json reply, a log line and the span's error.
 pub async fn invoke(
     spec: &'static FunctionSpec,
     invocation: Invocation,
     state: &web::Data<AppState>,
 ) -> Reply {
-    match (spec.run)(invocation, state.clone()).await {
+    let span = crate::telemetry::InvocationSpan::start(
+        spec.name,
+        invocation.method.as_str(),
+        spec.route_for(&invocation),
+        &invocation.invocation_id,
+        &invocation.trace,
+    );
+    let started = std::time::Instant::now();
+    let outcome = (spec.run)(invocation, state.clone())
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    let reply = match outcome {
         Ok(reply) => reply,
         Err(failure) => {
             let problem = failure.into_problem(state);
+            problem.record_on(&span);
             tracing::warn!(
                 function = spec.name,
                 status = problem.status,
@@ -168,5 +183,28 @@ pub async fn invoke(
             );
             Reply::from_problem(&problem)
         }
+    };
+    let status = reply.status.as_u16();
+    crate::telemetry::InvocationSpan::finish(&span, status);
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        function = spec.name,
+        status,
+        elapsed_ms,
+        "request completed"
+    );
+    reply
+}
+
+impl FunctionSpec {
+    /// The route template an invocation came in on (the span's `http.route`):
+    /// the one with its method and as many parameters as it has values.
+    fn route_for(&self, invocation: &Invocation) -> &'static str {
+        self.routes
+            .iter()
+            .filter(|(method, _)| *method == invocation.method.as_str())
+            .find(|(_, path)| path.matches('{').count() == invocation.params.len())
+            .or_else(|| self.routes.first())
+            .map_or(self.name, |(_, path)| path)
     }
 }

@@ -6,9 +6,11 @@
 //! |---|---|
 //! | `provider.rs` | [`IdentityProvider`]: the chain, chosen once at startup |
 //! | `claims.rs` | decoding a token's claims for display |
+//! | `traced_transport.rs` | the endpoint call as a client span, with `traceparent` |
 
 pub mod claims;
 mod provider;
+mod traced_transport;
 
 pub use app_service_identity::{
     CacheScope, ErrorKind, IdentityError, MAX_ECHOED_CHARS, ManagedIdentitySource, RetryOptions,
@@ -19,3 +21,4 @@ pub use provider::{
     CredentialSource, IdentityConfig, IdentityDescription, IdentityProvider, ProvidedToken,
     SourceMode, TokenError,
 };
+pub use traced_transport::TracedTransport;

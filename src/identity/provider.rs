@@ -8,6 +8,7 @@ use app_service_identity::{
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use std::{fmt, sync::Arc};
+use tracing::Instrument;
 
 /// Where the handler's tokens come from: a managed-identity protocol, the
 /// developer's own sign-in, or nothing (settings that cannot work here).
@@ -61,6 +62,21 @@ impl IdentityDescription {
             source,
             selector: SelectorKind::of(identity),
             id: identity.map(|i| i.value().to_owned()),
+        }
+    }
+}
+
+/// `app-service:system-assigned`, `app-service:client_id=<guid>`: for spans.
+impl fmt::Display for IdentityDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.id {
+            Some(id) => write!(
+                f,
+                "{}:{}={id}",
+                self.source.as_str(),
+                self.selector.as_str()
+            ),
+            None => write!(f, "{}:{}", self.source.as_str(), self.selector.as_str()),
         }
     }
 }
@@ -195,6 +211,26 @@ pub enum TokenError {
     },
 }
 
+impl TokenError {
+    /// A short, stable name for spans' `error.type`.
+    pub fn kind_name(&self) -> String {
+        match self {
+            TokenError::Managed(e) => format!("{:?}", e.kind()),
+            TokenError::SelectorUnsupported(_) => "SelectorUnsupported".into(),
+            TokenError::Developer(_) => "Developer".into(),
+            TokenError::NotConfigured { .. } => "NotConfigured".into(),
+        }
+    }
+
+    /// The identity endpoint's HTTP status, when it answered.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            TokenError::Managed(e) => e.upstream_status(),
+            _ => None,
+        }
+    }
+}
+
 enum Chain {
     Managed(Arc<ManagedIdentityCredential>),
     Developer(Arc<dyn TokenCredential>),
@@ -311,6 +347,42 @@ impl IdentityProvider {
     /// A token for `resource` (a v1 resource, not a scope), for `identity` or
     /// the configured default.
     pub async fn token(
+        &self,
+        resource: &str,
+        identity: Option<&UserAssignedId>,
+    ) -> Result<ProvidedToken, TokenError> {
+        let span = crate::telemetry::token_span(resource);
+        let result = self
+            .token_untraced(resource, identity)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(provided) => {
+                let claims = super::claims::decode_claims(provided.token.token.secret())
+                    .map(|c| super::claims::authorization_claims(&c));
+                crate::telemetry::record_token(
+                    &span,
+                    resource,
+                    provided.cached,
+                    &provided.identity.to_string(),
+                    &serde_json::to_string(&claims.unwrap_or_default()).unwrap_or_default(),
+                );
+            }
+            Err(e) => crate::telemetry::record_failure(
+                &span,
+                &crate::telemetry::Failed {
+                    problem_type: &e.kind_name(),
+                    detail: &e.to_string(),
+                    fix: None,
+                    stage: Some("identity"),
+                    upstream_status: e.upstream_status(),
+                },
+            ),
+        }
+        result
+    }
+
+    async fn token_untraced(
         &self,
         resource: &str,
         identity: Option<&UserAssignedId>,

@@ -2,7 +2,7 @@
 //! the request into an [`Invocation`].
 
 use crate::functions::{self, FunctionSpec};
-use crate::invocation::{BodyError, Invocation, InvocationId, Reply, read_body};
+use crate::invocation::{BodyError, Invocation, Reply, invocation_id, read_body, trace_of};
 use crate::problem::Problem;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -59,7 +59,8 @@ async fn handle(
             Default::default()
         },
         body,
-        invocation_id: InvocationId::of(&req),
+        invocation_id: invocation_id(req.headers()),
+        trace: trace_of(req.headers()),
     };
     Reply::into_response(functions::invoke(spec, invocation, &state).await)
 }

@@ -6,7 +6,7 @@
 //! and only an envelope that cannot be read at all is an HTTP 400.
 
 use crate::functions;
-use crate::invocation::{BodyError, Invocation, InvocationId, Reply, read_body};
+use crate::invocation::{BodyError, Invocation, Reply, invocation_id, read_body, trace_of};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 use actix_web::http::{
@@ -51,7 +51,7 @@ async fn handle(
         }
         Err(BodyError::Broken(_)) => return HttpResponse::BadRequest().finish(),
     };
-    let invocation_id = InvocationId::of(&req);
+    let invocation_id = invocation_id(req.headers());
     // Not an envelope at all is an HTTP 400; a bad request inside one is the
     // client's 400, inside Outputs.res.
     let invocation = match parse_envelope(&body) {
@@ -250,6 +250,7 @@ fn invocation_of(
         method,
         params: pairs(&req, "Params").into_iter().collect(),
         query: pairs(&req, "Query"),
+        trace: trace_of(&headers),
         headers,
         body,
         invocation_id,

@@ -12,12 +12,14 @@
 
 pub mod jwt;
 pub mod principal;
+pub mod server_span;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use jwt::TokenValidator;
 use principal::Principal;
 use serde_json::{Map, Value, json};
+use server_span::Verdict;
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -125,6 +127,16 @@ impl Application {
     }
 
     pub fn build_on(host: &str, settings: Settings) -> std::io::Result<Self> {
+        Self::build_traced(host, settings, &app_telemetry::Telemetry::off("app2"))
+    }
+
+    /// As [`Application::build_on`], with spans going to `telemetry`'s provider.
+    pub fn build_traced(
+        host: &str,
+        settings: Settings,
+        telemetry: &app_telemetry::Telemetry,
+    ) -> std::io::Result<Self> {
+        let tracer = web::Data::new(server_span::AppTracer(telemetry.tracer()));
         let listener = TcpListener::bind((host, settings.port))?;
         let port = listener.local_addr()?.port();
         let auth = settings.auth;
@@ -140,6 +152,8 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(server_span::server_span))
+                .app_data(tracer.clone())
                 .app_data(gatekeeper.clone())
                 .route("/api/health", web::get().to(health))
                 .route("/api/whoami", web::get().to(whoami))
@@ -165,6 +179,10 @@ impl Application {
 }
 
 fn problem(status: u16, title: &str, detail: String) -> HttpResponse {
+    let verdict = Verdict {
+        refusal: Some(format!("{status} {title}: {detail}")),
+        ..Verdict::default()
+    };
     let mut res = HttpResponse::build(
         actix_web::http::StatusCode::from_u16(status)
             .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
@@ -172,8 +190,11 @@ fn problem(status: u16, title: &str, detail: String) -> HttpResponse {
     if status == 401 {
         res.insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
     }
-    res.content_type("application/problem+json")
-        .json(json!({"type": "about:blank", "title": title, "status": status, "detail": detail}))
+    let mut res = res
+        .content_type("application/problem+json")
+        .json(json!({"type": "about:blank", "title": title, "status": status, "detail": detail}));
+    res.extensions_mut().insert(verdict);
+    res
 }
 
 fn unauthorized(detail: impl Into<String>) -> HttpResponse {
@@ -200,27 +221,41 @@ async fn whoami(req: HttpRequest, gate: web::Data<Gatekeeper>) -> HttpResponse {
         .collect();
     let app_id = text("appid").or_else(|| text("azp"));
     let object_id = text("oid");
-    if !roles.iter().any(|r| *r == gate.required_role) {
-        return HttpResponse::Forbidden()
+    let mut verdict = Verdict {
+        app_id: app_id.clone(),
+        object_id: object_id.clone(),
+        roles: roles.clone(),
+        refusal: None,
+    };
+    let mut res = if !roles.iter().any(|r| *r == gate.required_role) {
+        let detail = format!(
+            "the caller's token carries no app role {}; assign it to the caller's service principal",
+            gate.required_role
+        );
+        verdict.refusal = Some(format!("403 Forbidden: {detail}"));
+        HttpResponse::Forbidden()
             .content_type("application/problem+json")
             .json(json!({
                 "type": "about:blank",
                 "title": "Forbidden",
                 "status": 403,
-                "detail": format!("the caller's token carries no app role {}; assign it to the caller's service principal", gate.required_role),
+                "detail": detail,
                 "required_role": gate.required_role,
                 "app_id": app_id,
                 "object_id": object_id,
                 "roles": roles,
-            }));
-    }
-    HttpResponse::Ok().json(json!({
-        "app_id": app_id,
-        "object_id": object_id,
-        "tenant_id": text("tid"),
-        "roles": roles,
-        "required_role": gate.required_role,
-    }))
+            }))
+    } else {
+        HttpResponse::Ok().json(json!({
+            "app_id": app_id,
+            "object_id": object_id,
+            "tenant_id": text("tid"),
+            "roles": roles,
+            "required_role": gate.required_role,
+        }))
+    };
+    res.extensions_mut().insert(verdict);
+    res
 }
 
 /// The validated token's claims, or the 401 to answer. With EasyAuth on, the

@@ -234,29 +234,35 @@ where
     V: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
-    let task = tokio::spawn(async move {
-        let outcome = fetch.await;
-        if let Some(slot) = slot.upgrade() {
-            let mut state = slot.state.lock().expect("cache slot poisoned");
-            let now = Instant::now();
-            match &outcome {
-                Ok(fresh) => {
-                    state.stored = Some(Stored {
-                        value: fresh.value.clone(),
-                        refresh_at: now + fresh.refresh_in,
-                        usable_until: now + fresh.usable_for,
-                    });
-                    state.failure = None;
+    // The fetch runs in the span of the caller that started it, so its logs
+    // and any client span it opens belong to that caller's trace.
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let outcome = fetch.await;
+            if let Some(slot) = slot.upgrade() {
+                let mut state = slot.state.lock().expect("cache slot poisoned");
+                let now = Instant::now();
+                match &outcome {
+                    Ok(fresh) => {
+                        state.stored = Some(Stored {
+                            value: fresh.value.clone(),
+                            refresh_at: now + fresh.refresh_in,
+                            usable_until: now + fresh.usable_for,
+                        });
+                        state.failure = None;
+                    }
+                    Err(failed) if !failed.remember_for.is_zero() => {
+                        state.failure = Some((failed.error.clone(), now + failed.remember_for));
+                    }
+                    Err(_) => {}
                 }
-                Err(failed) if !failed.remember_for.is_zero() => {
-                    state.failure = Some((failed.error.clone(), now + failed.remember_for));
-                }
-                Err(_) => {}
+                state.attempt = None;
             }
-            state.attempt = None;
-        }
-        outcome
-    });
+            outcome
+        },
+        span,
+    ));
     async move {
         match task.await {
             Ok(outcome) => outcome,
