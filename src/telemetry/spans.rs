@@ -6,6 +6,9 @@
 //! Nothing here takes a token, a header value or a secret: the functions pass
 //! claims, ids and statuses only (`tests/log_secrecy.rs` checks every span).
 //!
+//! Numbers are recorded as `i64`: `tracing-opentelemetry` would turn a `u16`
+//! into a string.
+//!
 //! [`attr`]: app_telemetry::attr
 
 use app_telemetry::TraceHeaders;
@@ -51,7 +54,7 @@ impl Invocation {
 
     /// Records the reply's status; a 5xx marks the server span as failed.
     pub fn finish(span: &Span, status: u16) {
-        span.record("http.response.status_code", status);
+        span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             span.record("otel.status_code", "error");
             span.record("error.type", status.to_string());
@@ -81,7 +84,7 @@ pub fn record_failure(span: &Span, failed: &Failed<'_>) {
         span.record("app.stage", stage);
     }
     if let Some(status) = failed.upstream_status {
-        span.record("app.upstream.status", status);
+        span.record("app.upstream.status", i64::from(status));
     }
 }
 
@@ -158,7 +161,7 @@ impl ClientCall {
             "http.request.method" = method,
             "url.full" = bare.as_str(),
             "server.address" = url.host_str().unwrap_or_default(),
-            "server.port" = url.port_or_known_default().unwrap_or_default(),
+            "server.port" = i64::from(url.port_or_known_default().unwrap_or_default()),
             "http.response.status_code" = Empty,
             "error.type" = Empty,
             "app.stage" = stage,
@@ -185,7 +188,8 @@ impl ClientCall {
 
     /// Records the answer; 4xx and 5xx mark a client span as failed.
     pub fn answered(&self, status: u16) {
-        self.span.record("http.response.status_code", status);
+        self.span
+            .record("http.response.status_code", i64::from(status));
         if status >= 400 {
             self.span.record("otel.status_code", "error");
             self.span.record("error.type", status.to_string());

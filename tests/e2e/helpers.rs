@@ -201,13 +201,23 @@ pub async fn scenario_world(
     scenario: Option<devstack::scenario::Scenario>,
     extra_env: &[(&str, &str)],
 ) -> (Stack, FunctionsHost) {
+    scenario_world_with(scenario, extra_env, false).await
+}
+
+/// As [`scenario_world`], with Azurite when `azurite` (the flow's audit steps).
+pub async fn scenario_world_with(
+    scenario: Option<devstack::scenario::Scenario>,
+    extra_env: &[(&str, &str)],
+    azurite: bool,
+) -> (Stack, FunctionsHost) {
     let state = std::env::temp_dir().join(format!(
         "e2e-private-{}-{}",
         std::process::id(),
         fastrand::u64(..)
     ));
     let mut options = StackOptions::new(&state);
-    options.azurite = false;
+    options.azurite = azurite;
+    options.cache_dir = Some(root().join(".devstack/cache"));
     options.scenario = scenario;
     let stack = Stack::start(options).await.expect("devstack starts");
     let mut env = stack.handler_env();

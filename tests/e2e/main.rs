@@ -9,3 +9,5 @@ mod interop;
 mod keyvault;
 mod scenarios;
 mod secrecy;
+mod trace_page;
+mod trace_tree;

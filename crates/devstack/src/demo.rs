@@ -1,8 +1,9 @@
 //! `devstack demo`: start a stack and the host stand-in with the handler, run
-//! `POST /api/flow`, and stop everything.
+//! `POST /api/flow` under a trace of its own, and stop everything.
 
 use crate::host::{FunctionsHost, HostMode, HostOptions};
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{EXPORT_DELAY, Stack, StackOptions};
+use crate::traces::SpanRecord;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,10 +39,16 @@ pub async fn start_host(stack: &Stack, app: &AppSpec) -> anyhow::Result<Function
     Ok(host)
 }
 
-/// What `POST /api/flow` answered.
+/// What `POST /api/flow` answered, and the run's trace.
 pub struct Outcome {
     pub status: u16,
     pub body: Value,
+    /// The trace the flow ran under (the demo sent its `traceparent`).
+    pub trace_id: String,
+    /// The page that draws this run (live while the stack runs).
+    pub page_url: String,
+    /// The run's spans as the viewer received them, from app1 and app2.
+    pub spans: Vec<SpanRecord>,
 }
 
 impl Outcome {
@@ -51,22 +58,69 @@ impl Outcome {
     }
 }
 
+/// A new W3C `traceparent` (sampled) and its trace id.
+pub fn new_traceparent() -> (String, String) {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    (format!("00-{trace_id}-{span_id}-01"), trace_id)
+}
+
+/// Sends `POST /api/flow` through `host_url` with a fresh `traceparent`;
+/// returns the status, the body and the trace id.
+pub async fn post_flow(host_url: &str) -> anyhow::Result<(u16, Value, String)> {
+    let (traceparent, trace_id) = new_traceparent();
+    let response = reqwest::Client::new()
+        .post(format!("{host_url}/api/flow"))
+        .header("traceparent", traceparent)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or_default(), trace_id))
+}
+
+/// The trace's spans once app1's server span (which ends last) has arrived,
+/// plus a batch interval for app2's; whatever is there after `patience`.
+pub async fn wait_for_trace(stack: &Stack, trace_id: &str, patience: Duration) -> Vec<SpanRecord> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let has_root = |spans: &[SpanRecord]| {
+        spans
+            .iter()
+            .any(|s| s.service == "app1" && s.kind == "server")
+    };
+    loop {
+        let spans = stack.traces.spans(trace_id).unwrap_or_default();
+        if has_root(&spans) {
+            tokio::time::sleep(EXPORT_DELAY * 2 + Duration::from_millis(100)).await;
+            return stack.traces.spans(trace_id).unwrap_or_default();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs the flow once against a started stack and host.
+pub async fn run_flow(stack: &Stack, host: &FunctionsHost) -> anyhow::Result<Outcome> {
+    let (status, body, trace_id) = post_flow(&host.url).await?;
+    let spans = wait_for_trace(stack, &trace_id, Duration::from_secs(10)).await;
+    Ok(Outcome {
+        status,
+        body,
+        page_url: format!("{}/?trace={trace_id}", stack.traces_url),
+        trace_id,
+        spans,
+    })
+}
+
 /// Runs the reference flow once, in a world of its own, and stops everything.
 pub async fn run(stack: StackOptions, app: &AppSpec) -> anyhow::Result<Outcome> {
     let stack = Stack::start(stack).await?;
     let outcome = async {
         let host = start_host(&stack, app).await?;
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/flow", host.url))
-            .send()
-            .await;
+        let outcome = run_flow(&stack, &host).await;
         host.stop().await;
-        let response = response?;
-        let status = response.status().as_u16();
-        Ok(Outcome {
-            status,
-            body: response.json().await.unwrap_or_default(),
-        })
+        outcome
     }
     .await;
     stack.stop().await;

@@ -15,6 +15,7 @@
 //! | [`host`] | the Functions host stand-in |
 //! | [`http_path`] | one normalized path for routing, auth and dispatch |
 //! | [`demo`] | `devstack demo`: the flow once, in a world of its own |
+//! | [`traces`] | an OTLP/HTTP receiver and a page drawing each run |
 //!
 //! None of this ships in `handler`: it is test and development infrastructure.
 
@@ -31,6 +32,7 @@ pub mod report;
 pub mod scenario;
 pub mod stack;
 pub mod tls;
+pub mod traces;
 pub mod validate;
 pub mod world;
 

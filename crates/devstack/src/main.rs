@@ -29,8 +29,9 @@ struct Cli {
 enum Command {
     /// Start everything, write the env file when ready, run until SIGINT/SIGTERM.
     Up(UpArgs),
-    /// Build the handler, start everything, run POST /api/flow, print the report, stop.
-    Demo(StackArgs),
+    /// Build the handler, start everything, run POST /api/flow, print the report
+    /// and the run's trace, stop (or, with --stay, keep the trace page up).
+    Demo(DemoArgs),
     /// List the failure scenarios (`--scenario NAME` for up and demo).
     Scenarios,
 }
@@ -71,6 +72,15 @@ struct StackArgs {
     /// The host stand-in's port (`func start` uses 7071; 0 picks a free one).
     #[arg(long, default_value_t = 7071)]
     host_port: u16,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Keep everything running after the flow, so the trace page stays up (Ctrl-C stops).
+    #[arg(long)]
+    stay: bool,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +175,7 @@ async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     stack.write_env_file(&args.env_file, &extra)?;
     tracing::info!(env_file = %args.env_file.display(), "devstack is ready");
+    tracing::info!("traces: open {}/ to see each run drawn", stack.traces_url);
     for (k, v) in stack.env().iter().chain(&extra) {
         if !k.ends_with("_HEADER") && !k.ends_with("_SECRET") && !k.ends_with("_KEY") {
             tracing::info!("  {k}={v}");
@@ -181,7 +192,8 @@ async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn demo(args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
+async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    let DemoArgs { stack: args, stay } = args;
     if args.handler.is_none() {
         eprintln!("building the handler (cargo build -p handler)…");
         let status =
@@ -198,7 +210,36 @@ async fn demo(args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         args.host_port
     };
-    let outcome = devstack::demo::run(stack_options(&args), &app_spec(&args, port)?).await?;
+    let app = app_spec(&args, port)?;
+    let stack = Stack::start(stack_options(&args)).await?;
+    let outcome = async {
+        let host = start_host(&stack, &app).await?;
+        let outcome = devstack::demo::run_flow(&stack, &host).await;
+        if stay && let Ok(o) = &outcome {
+            print_outcome(o);
+            println!("devstack stays up: Ctrl-C stops it");
+            shutdown_signal().await;
+        }
+        host.stop().await;
+        outcome
+    }
+    .await;
+    stack.stop().await;
+    let outcome = outcome?;
+    if !stay {
+        print_outcome(&outcome);
+        println!(
+            "(the page closes with the demo: `devstack demo --stay`, or `devstack up`, keeps it open)"
+        );
+    }
+    Ok(if outcome.ok() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+fn print_outcome(outcome: &devstack::demo::Outcome) {
     print!(
         "{}",
         devstack::report::render(
@@ -207,11 +248,12 @@ async fn demo(args: StackArgs) -> anyhow::Result<std::process::ExitCode> {
             std::io::stdout().is_terminal()
         )
     );
-    Ok(if outcome.ok() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    })
+    println!(
+        "trace {} ({} spans from app1 and app2)\npage  {}",
+        outcome.trace_id,
+        outcome.spans.len(),
+        outcome.page_url
+    );
 }
 
 async fn shutdown_signal() -> &'static str {

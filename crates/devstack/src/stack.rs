@@ -8,14 +8,20 @@ use crate::issuer::Issuer;
 use crate::keyvault::{self, SeedFile, SeedSecret, VaultState};
 use crate::scenario::Scenario;
 use crate::tls::{LocalTls, TlsFiles};
+use crate::traces::TraceStore;
 use crate::validate::TokenValidator;
 use crate::world::World;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use app_telemetry::{Export, Telemetry};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+/// How long finished spans wait before a batch goes to the viewer: short, so a
+/// run shows up while you look (the SDK's default is 5 s).
+pub const EXPORT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The seed secrets used when no file is given.
 /// The container app1's callers may use (`BLOB_CONTAINERS`), as in the Bicep.
@@ -34,6 +40,8 @@ pub struct Ports {
     pub keyvault: u16,
     pub storage: u16,
     pub gate: u16,
+    /// The trace viewer and OTLP/HTTP receiver.
+    pub traces: u16,
 }
 
 impl Ports {
@@ -44,6 +52,7 @@ impl Ports {
             keyvault: 8443,
             storage: 10000,
             gate: 8444,
+            traces: 4318,
         }
     }
 }
@@ -94,6 +103,11 @@ pub struct Stack {
     pub auth_settings_file: PathBuf,
     pub seed_secret: String,
     pub scenario: Option<Scenario>,
+    /// The trace viewer: OTLP/HTTP in, the page and `/api/traces` out.
+    pub traces_url: String,
+    pub traces: web::Data<TraceStore>,
+    /// app2's tracer provider, flushed on stop.
+    app2_telemetry: Telemetry,
     servers: Vec<ServerHandle>,
     azurite: Option<Azurite>,
 }
@@ -156,6 +170,17 @@ impl Stack {
         let tenant = options.world.tenant_id.clone();
         let mut servers = vec![];
 
+        // The trace viewer first: app1 and app2 export to it.
+        let traces = web::Data::new(TraceStore::new());
+        let (listener, traces_port) = bind(options.ports.traces)?;
+        let traces_url = format!("http://127.0.0.1:{traces_port}");
+        servers.push(serve(
+            traces.clone(),
+            crate::traces::configure,
+            listener,
+            None,
+        )?);
+
         // Identity endpoint + issuer (plain HTTP, like the platform's).
         let (listener, identity_port) = bind(options.ports.identity)?;
         let identity_url = format!("http://127.0.0.1:{identity_port}");
@@ -200,7 +225,13 @@ impl Stack {
         // app2, reachable only through the gate, set up as the platform sets up
         // an app with EasyAuth on: WEBSITE_AUTH_ENABLED=True, and its own
         // registration to validate tokens against (discovery at our issuer).
-        let app2 = app2::Application::build(app2_settings(&initial, &identity_url))?;
+        // Its spans go to the viewer over OTLP/HTTP, like app1's.
+        let app2_telemetry = Telemetry::new("app2", &Export::otlp(&traces_url, EXPORT_DELAY))?;
+        let app2 = app2::Application::build_traced(
+            "127.0.0.1",
+            app2_settings(&initial, &identity_url),
+            &app2_telemetry,
+        )?;
         let app2_url = format!("http://127.0.0.1:{}", app2.port());
         servers.push(app2.handle());
         tokio::spawn(app2.run_until_stopped());
@@ -277,6 +308,9 @@ impl Stack {
             auth_settings_file,
             seed_secret,
             scenario: options.scenario,
+            traces_url,
+            traces,
+            app2_telemetry,
             servers,
             azurite,
         })
@@ -296,6 +330,14 @@ impl Stack {
             ("DEVSTACK_AUTHORITY", self.identity_url.clone()),
             ("DEVSTACK_TENANT_ID", w.tenant_id.clone()),
             ("DEVSTACK_CA_CERT", self.tls.ca_cert.display().to_string()),
+            ("DEVSTACK_TRACES_URL", self.traces_url.clone()),
+            // The standard settings: app1 (and anything else run with this
+            // env) exports its spans to the viewer.
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.traces_url.clone()),
+            (
+                "OTEL_BSP_SCHEDULE_DELAY",
+                EXPORT_DELAY.as_millis().to_string(),
+            ),
             (
                 "DEVSTACK_AUTHSETTINGS_FILE",
                 self.auth_settings_file.display().to_string(),
@@ -364,6 +406,9 @@ impl Stack {
 
     /// Stops every server and child process.
     pub async fn stop(self) {
+        // app2's last spans go out while the viewer still listens.
+        let telemetry = self.app2_telemetry.clone();
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
         for server in &self.servers {
             server.stop(true).await;
         }
