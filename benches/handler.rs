@@ -218,4 +218,67 @@ async fn main() {
     );
     let _ = child.kill();
     let _ = child.wait();
+
+    // 6. Tracing: the same binary with span export off (the default: spans get
+    // ids, for traceparent and the log lines, and go nowhere) and on (OTLP/HTTP
+    // to a local receiver), each request continuing a caller's traceparent.
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let token_path = "/api/token?resource=https://vault.azure.net";
+    for (label, export) in [
+        ("export off", None),
+        ("export on (OTLP/HTTP)", Some(receiver.uri())),
+    ] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut env = vec![
+            ("IDENTITY_ENDPOINT", endpoint.as_str()),
+            ("IDENTITY_HEADER", "h"),
+        ];
+        if let Some(uri) = &export {
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", uri.as_str()));
+        }
+        let (mut child, url) = spawn_handler(&client, port, &env).await;
+        for (path, name) in [
+            ("/api/health", "GET /api/health"),
+            (token_path, "GET /api/token (cached)"),
+        ] {
+            let make: Make = {
+                let (c, u) = (client.clone(), format!("{url}{path}"));
+                Arc::new(move || {
+                    c.get(&u).header(
+                        "traceparent",
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    )
+                })
+            };
+            load(make.clone(), 2_000, 16).await; // warm-up
+            let (rps, p50, p99) = load(make, 20_000, 16).await;
+            println!(
+                "{:<52} {:>10.0} r/s {p50:>10.0} {p99:>10.0}",
+                format!("tracing, {label}: {name}"),
+                rps
+            );
+        }
+        let (after, peak) = rss_kib(child.id());
+        println!(
+            "tracing, {label}: handler RSS {:.1} MiB after 44k requests, peak {:.1} MiB",
+            after as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let batches = receiver.received_requests().await.unwrap_or_default();
+    println!(
+        "tracing, export on: the receiver got {} OTLP batches ({:.1} MB)",
+        batches.len(),
+        batches.iter().map(|r| r.body.len()).sum::<usize>() as f64 / 1e6
+    );
 }

@@ -185,6 +185,8 @@ resource app2 'Microsoft.Web/sites@2024-04-01' = {
         // until graph.sh sets app2ClientId it refuses to start.
         { name: 'APP2_TENANT_ID', value: tenantId }
         { name: 'APP2_CLIENT_ID', value: app2ClientId }
+        // app2's spans join app1's in the same Application Insights (role "app2").
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
       ]
     }
   }

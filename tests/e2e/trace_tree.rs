@@ -118,11 +118,13 @@ async fn one_flow_is_one_linked_trace_from_app1_to_app2_in_both_host_modes() {
             storage["attributes"]["app.token.audience"],
             "https://storage.azure.com"
         );
-        // Every audience's token request is a span, cached or not.
-        for audience in ["https://vault.azure.net", "https://storage.azure.com"] {
+        // Token requests are spans, cached or not. (The SDK clients keep their
+        // own token between requests, so a warm Blob client asks no more.)
+        let app2_audience = app2_call["attributes"]["app.token.audience"].clone();
+        for audience in [Value::from("https://vault.azure.net"), app2_audience] {
             one(
                 &|s| s["name"] == "get token" && s["attributes"]["app.token.audience"] == audience,
-                audience,
+                &audience.to_string(),
             );
         }
         for step in ["keyvault", "app2", "audit-write", "audit-read"] {

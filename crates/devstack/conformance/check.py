@@ -160,4 +160,55 @@ forged = base64.b64encode(json.dumps({"claims": [{"typ": "roles", "val": "App2.A
 r = requests.get(ENV["APP2_BASE_URL"] + "/api/health", headers={"X-MS-CLIENT-PRINCIPAL": forged}, verify=CA)
 check("gate: excluded /api/health passes without a token", r.status_code == 200, r.status_code)
 
+# --- The trace viewer: OpenTelemetry's own OTLP/HTTP exporter, configured only
+# by the standard OTEL_EXPORTER_OTLP_ENDPOINT from devstack's env ---
+import time
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind
+
+
+def traced(trace_id, want):
+    """The viewer's spans for trace_id, once `want` of them have arrived."""
+    url = f"{ENV['DEVSTACK_TRACES_URL']}/api/traces/{trace_id}"
+    for _ in range(100):
+        r = requests.get(url)
+        if r.status_code == 200 and len(r.json()["spans"]) >= want:
+            return r.json()["spans"]
+        time.sleep(0.1)
+    return []
+
+
+provider = TracerProvider(resource=Resource.create({"service.name": "python-conformance"}))
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+tracer = provider.get_tracer("conformance")
+with tracer.start_as_current_span("outer", kind=SpanKind.SERVER) as outer:
+    with tracer.start_as_current_span("inner", kind=SpanKind.CLIENT, attributes={"http.response.status_code": 403}):
+        pass
+provider.force_flush()
+ctx = outer.get_span_context()
+trace_id = format(ctx.trace_id, "032x")
+spans = {s["name"]: s for s in traced(trace_id, 2)}
+check("OTLPSpanExporter (protobuf) delivers to the viewer", set(spans) == {"outer", "inner"}, spans)
+check("the viewer keeps service, kind, parent and attributes",
+      spans["inner"]["service"] == "python-conformance" and spans["inner"]["kind"] == "client"
+      and spans["inner"]["parent_span_id"] == format(ctx.span_id, "016x")
+      and spans["inner"]["attributes"]["http.response.status_code"] == 403, spans)
+
+# The gate passes traceparent through, as EasyAuth does: app2's server span
+# continues the caller's span.
+caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+r = requests.get(whoami, verify=CA, headers={
+    "Authorization": f"Bearer {app2_token}",
+    "traceparent": f"00-{caller_trace}-{caller_span}-01",
+})
+check("gate: a traced request passes", r.status_code == 200, r.status_code)
+app2_spans = traced(caller_trace, 1)
+check("gate: app2 continues the caller's traceparent",
+      any(s["service"] == "app2" and s["kind"] == "server" and s["parent_span_id"] == caller_span for s in app2_spans),
+      app2_spans)
+
 print(f"{passed} passed, 0 failed")
