@@ -272,8 +272,16 @@ async fn main() {
             after as f64 / 1024.0,
             peak as f64 / 1024.0
         );
-        let _ = child.kill();
+        // SIGTERM, as the host stops it: the handler flushes what is batched.
+        let stopping = Instant::now();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let _ = child.wait();
+        println!(
+            "tracing, {label}: stopped (and flushed) in {:.0} ms",
+            stopping.elapsed().as_secs_f64() * 1000.0
+        );
     }
     let batches = receiver.received_requests().await.unwrap_or_default();
     println!(

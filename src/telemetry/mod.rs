@@ -19,7 +19,8 @@ pub use spans::{
 use app_telemetry::WithTraceIds;
 use opentelemetry::trace::TracerProvider as _;
 use tracing::Subscriber;
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::{EnvFilter, Layer, fmt::MakeWriter, layer::SubscriberExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -40,6 +41,11 @@ pub struct TelemetrySettings {
 pub const SERVICE_NAME: &str = "app1";
 
 /// Builds the subscriber for `telemetry`'s provider; `sink` lets tests capture output.
+///
+/// `RUST_LOG` decides which *log lines* are written, never which spans exist:
+/// the handler's own spans always reach the OpenTelemetry layer (so
+/// `traceparent` propagates and exported traces are whole at any log level),
+/// and the log layer always knows them (so every line carries its trace ids).
 pub fn subscriber<W>(
     settings: &TelemetrySettings,
     telemetry: &Telemetry,
@@ -48,15 +54,19 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let our_spans = filter_fn(|m| m.is_span() && m.target().starts_with("handler"));
+    let lines = EnvFilter::try_new(&settings.filter)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .or(our_spans.clone());
     let spans = tracing_opentelemetry::layer()
         .with_tracer(telemetry.provider().tracer(telemetry.service().to_owned()))
         // Our spans carry what matters; code locations and thread ids would
         // only add bytes to every exported span.
         .with_location(false)
         .with_threads(false)
-        .with_tracked_inactivity(false);
-    let registry = tracing_subscriber::registry().with(filter).with(spans);
+        .with_tracked_inactivity(false)
+        .with_filter(our_spans);
+    let registry = tracing_subscriber::registry().with(spans);
     match settings.format {
         LogFormat::Json => {
             let format = tracing_subscriber::fmt::format()
@@ -68,7 +78,8 @@ where
                     tracing_subscriber::fmt::layer()
                         .json()
                         .event_format(WithTraceIds::new(format, true))
-                        .with_writer(sink),
+                        .with_writer(sink)
+                        .with_filter(lines),
                 ),
             )
         }
@@ -76,7 +87,8 @@ where
             registry.with(
                 tracing_subscriber::fmt::layer()
                     .event_format(WithTraceIds::new(tracing_subscriber::fmt::format(), false))
-                    .with_writer(sink),
+                    .with_writer(sink)
+                    .with_filter(lines),
             ),
         ),
     }
@@ -99,5 +111,70 @@ where
 {
     if tracing::subscriber::set_global_default(subscriber(settings, telemetry, sink)).is_ok() {
         opentelemetry::global::set_tracer_provider(telemetry.provider().clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rust_log_chooses_lines_never_spans() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let telemetry = Telemetry::with_provider("app1", provider);
+        let lines = Lines::default();
+        let settings = TelemetrySettings {
+            format: LogFormat::Json,
+            filter: "warn".into(),
+        };
+        let sink = lines.clone();
+        let subscriber = subscriber(&settings, &telemetry, move || sink.clone());
+        let propagated = tracing::subscriber::with_default(subscriber, || {
+            let span = InvocationSpan::start(
+                "health",
+                "GET",
+                "/api/health",
+                "id",
+                &TraceHeaders::default(),
+            );
+            let _in = span.enter();
+            tracing::info!("not at warn");
+            tracing::warn!("at warn");
+            trace_headers()
+        });
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1, "the span exists at RUST_LOG=warn");
+        let trace_id = spans[0].span_context.trace_id().to_string();
+        assert!(
+            propagated
+                .traceparent
+                .is_some_and(|tp| tp.contains(&trace_id)),
+            "and propagates"
+        );
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("not at warn"));
+        let line = text.lines().find(|l| l.contains("at warn")).unwrap();
+        assert!(
+            line.starts_with(&format!("{{\"trace_id\":\"{trace_id}\"")),
+            "{line}"
+        );
     }
 }

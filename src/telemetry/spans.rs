@@ -202,3 +202,27 @@ impl ClientCall {
         self.span.record("error.type", error_type);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `tracing` needs literal field names; they must be the shared ones that
+    /// app2 and devstack's page read.
+    #[test]
+    fn field_names_are_the_shared_attribute_names() {
+        use app_telemetry::attr::*;
+        let source = include_str!("spans.rs");
+        for name in [
+            STAGE,
+            TOKEN_AUDIENCE,
+            TOKEN_CACHED,
+            IDENTITY,
+            TOKEN_CLAIMS,
+            PROBLEM_TYPE,
+            PROBLEM_DETAIL,
+            PROBLEM_FIX,
+            UPSTREAM_STATUS,
+        ] {
+            assert!(source.contains(&format!("\"{name}\" = ")), "{name}");
+        }
+    }
+}

@@ -44,6 +44,18 @@ async fn demo_passes_in_the_default_world() {
     ] {
         assert!(text.contains(step), "{step} missing from:\n{text}");
     }
+    // And the run's trace: its id, the spans from both apps, the page.
+    let trace = outcome.trace_lines();
+    assert_eq!(outcome.trace_id.len(), 32);
+    assert!(
+        trace.starts_with(&format!("trace {} (", outcome.trace_id)),
+        "{trace}"
+    );
+    assert!(trace.contains("spans from app1 and app2"), "{trace}");
+    assert!(
+        trace.contains(&format!("/?trace={}", outcome.trace_id)),
+        "{trace}"
+    );
 }
 
 #[tokio::test]

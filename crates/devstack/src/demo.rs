@@ -56,6 +56,20 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         self.status == 200 && self.body["ok"] == true
     }
+
+    /// What `devstack demo` prints after the report: the trace and its page.
+    pub fn trace_lines(&self) -> String {
+        let mut services: Vec<&str> = self.spans.iter().map(|s| s.service.as_str()).collect();
+        services.sort_unstable();
+        services.dedup();
+        format!(
+            "trace {} ({} spans from {})\npage  {}\n",
+            self.trace_id,
+            self.spans.len(),
+            services.join(" and "),
+            self.page_url
+        )
+    }
 }
 
 /// A new W3C `traceparent` (sampled) and its trace id.

@@ -248,12 +248,7 @@ fn print_outcome(outcome: &devstack::demo::Outcome) {
             std::io::stdout().is_terminal()
         )
     );
-    println!(
-        "trace {} ({} spans from app1 and app2)\npage  {}",
-        outcome.trace_id,
-        outcome.spans.len(),
-        outcome.page_url
-    );
+    print!("{}", outcome.trace_lines());
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -294,4 +294,70 @@ mod tests {
         assert!(!t.is_exporting());
         t.shutdown();
     }
+
+    /// Both exporters deliver to the endpoints the standard settings name:
+    /// OTLP/HTTP protobuf to a stand-in Collector; Application Insights to the
+    /// connection string's ingestion endpoint, over TLS (the crate always
+    /// upgrades to https, so a plain listener sees the TLS handshake begin).
+    #[test]
+    fn spans_reach_otlp_and_application_insights() {
+        use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+        use std::io::Read as _;
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let otlp = rt.block_on(async {
+            let otlp = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/v1/traces"))
+                .respond_with(ResponseTemplate::new(200))
+                .mount(&otlp)
+                .await;
+            otlp
+        });
+        let ingestion = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = ingestion.local_addr().unwrap().port();
+        let (first_bytes, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = ingestion.accept() {
+                let mut head = [0u8; 3];
+                let _ = conn.read_exact(&mut head);
+                let _ = first_bytes.send(head);
+            }
+        });
+        let connection_string = format!(
+            "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=https://127.0.0.1:{port}/"
+        );
+        let e = export(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.uri()),
+            ("APPLICATIONINSIGHTS_CONNECTION_STRING", &connection_string),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ])
+        .unwrap();
+        // Built outside the async runtime, as the binaries do.
+        let t = Telemetry::new("app1", &e).unwrap();
+        assert!(t.is_exporting());
+        t.provider().tracer("test").in_span("exported-span", |_| {});
+
+        // A TLS record of type handshake (0x16), version 3.x: a ClientHello.
+        let head = seen
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the Application Insights exporter connected to the ingestion endpoint");
+        assert_eq!(head[..2], [0x16, 0x03], "{head:?}");
+        let to_otlp = rt.block_on(async {
+            for _ in 0..200 {
+                let got = otlp.received_requests().await.unwrap();
+                if !got.is_empty() {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            vec![]
+        });
+        assert_eq!(to_otlp.len(), 1);
+        assert_eq!(to_otlp[0].headers["content-type"], "application/x-protobuf");
+        assert!(String::from_utf8_lossy(&to_otlp[0].body).contains("exported-span"));
+        std::thread::spawn(move || t.shutdown());
+    }
 }

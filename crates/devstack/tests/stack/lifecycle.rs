@@ -88,7 +88,7 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
         // The stand-ins and Azurite; the host stand-in has its own tests.
         .arg("--no-host")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -122,12 +122,26 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
         "DEVSTACK_UA_OBJECT_ID",
         "DEVSTACK_UA_RESOURCE_ID",
         "DEVSTACK_SEED_SECRET",
+        "DEVSTACK_TRACES_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
     ] {
         assert!(
             env.get(key).is_some_and(|v| !v.is_empty()),
             "{key} missing from the env file"
         );
     }
+    // `up` prints the trace page's URL, and the page is there.
+    let traces = &env["DEVSTACK_TRACES_URL"];
+    assert_eq!(&env["OTEL_EXPORTER_OTLP_ENDPOINT"], traces);
+    let said = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert!(
+        said.contains(&format!("open {traces}/ to see each run")),
+        "{said}"
+    );
+    devstack::tls::install_crypto_provider();
+    let page = reqwest::get(format!("{traces}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("id=\"diagram\""));
     assert!(env["STORAGE_ACCOUNT_URL"].ends_with("/devstoreaccount1"));
     assert!(std::path::Path::new(&env["DEVSTACK_CA_CERT"]).exists());
 
