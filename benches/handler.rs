@@ -219,19 +219,28 @@ async fn main() {
     let _ = child.kill();
     let _ = child.wait();
 
-    // 6. Tracing: the same binary with span export off (the default: spans get
-    // ids, for traceparent and the log lines, and go nowhere) and on (OTLP/HTTP
-    // to a local receiver), each request continuing a caller's traceparent.
+    // 6. Tracing: the same binary with the SDK disabled (no spans: the
+    // baseline), with span export off (the default: spans get ids, for
+    // traceparent and the log lines, and go nowhere) and on (OTLP/HTTP to a
+    // local receiver), each request continuing a caller's traceparent.
     let receiver = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
         .mount(&receiver)
         .await;
     let token_path = "/api/token?resource=https://vault.azure.net";
-    for (label, export) in [
+    let configs = [
+        (
+            "disabled (OTEL_SDK_DISABLED)",
+            Some(("OTEL_SDK_DISABLED", "true".to_owned())),
+        ),
         ("export off", None),
-        ("export on (OTLP/HTTP)", Some(receiver.uri())),
-    ] {
+        (
+            "export on (OTLP/HTTP)",
+            Some(("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.uri())),
+        ),
+    ];
+    for (label, setting) in &configs {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -241,8 +250,8 @@ async fn main() {
             ("IDENTITY_ENDPOINT", endpoint.as_str()),
             ("IDENTITY_HEADER", "h"),
         ];
-        if let Some(uri) = &export {
-            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", uri.as_str()));
+        if let Some((name, value)) = setting {
+            env.push((name, value.as_str()));
         }
         let (mut child, url) = spawn_handler(&client, port, &env).await;
         for (path, name) in [

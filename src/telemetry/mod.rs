@@ -58,14 +58,17 @@ where
     let lines = EnvFilter::try_new(&settings.filter)
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .or(our_spans.clone());
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(telemetry.provider().tracer(telemetry.service().to_owned()))
-        // Our spans carry what matters; code locations and thread ids would
-        // only add bytes to every exported span.
-        .with_location(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_filter(our_spans);
+    // None with OTEL_SDK_DISABLED=true: then no span has ids, nothing propagates.
+    let spans = telemetry.is_enabled().then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(telemetry.provider().tracer(telemetry.service().to_owned()))
+            // Our spans carry what matters; code locations and thread ids
+            // would only add bytes to every exported span.
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(our_spans.clone())
+    });
     let registry = tracing_subscriber::registry().with(spans);
     match settings.format {
         LogFormat::Json => {
@@ -175,6 +178,40 @@ mod tests {
         assert!(
             line.starts_with(&format!("{{\"trace_id\":\"{trace_id}\"")),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn a_disabled_sdk_makes_no_spans_and_sends_no_context() {
+        let export =
+            Export::from_lookup(|n| (n == "OTEL_SDK_DISABLED").then(|| "true".into())).unwrap();
+        let telemetry = Telemetry::new(SERVICE_NAME, &export).unwrap();
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let settings = TelemetrySettings {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        };
+        let sent = tracing::subscriber::with_default(
+            subscriber(&settings, &telemetry, move || sink.clone()),
+            || {
+                let span = InvocationSpan::start(
+                    "health",
+                    "GET",
+                    "/api/health",
+                    "id",
+                    &TraceHeaders::default(),
+                );
+                let _in = span.enter();
+                tracing::info!("inside");
+                trace_headers()
+            },
+        );
+        assert_eq!(sent, TraceHeaders::default());
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("inside") && !text.contains("trace_id"),
+            "{text}"
         );
     }
 }

@@ -136,7 +136,9 @@ impl Application {
         settings: Settings,
         telemetry: &app_telemetry::Telemetry,
     ) -> std::io::Result<Self> {
-        let tracer = web::Data::new(server_span::AppTracer(telemetry.tracer()));
+        let tracer = telemetry
+            .is_enabled()
+            .then(|| web::Data::new(server_span::AppTracer(telemetry.tracer())));
         let listener = TcpListener::bind((host, settings.port))?;
         let port = listener.local_addr()?.port();
         let auth = settings.auth;
@@ -153,7 +155,12 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(server_span::server_span))
-                .app_data(tracer.clone())
+                .configure(|cfg| {
+                    // No tracer (OTEL_SDK_DISABLED): the middleware passes requests through.
+                    if let Some(tracer) = &tracer {
+                        cfg.app_data(tracer.clone());
+                    }
+                })
                 .app_data(gatekeeper.clone())
                 .route("/api/health", web::get().to(health))
                 .route("/api/whoami", web::get().to(whoami))

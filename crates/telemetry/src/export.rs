@@ -25,6 +25,9 @@ pub struct Export {
     pub batch_delay: Option<Duration>,
     /// `OTEL_SERVICE_NAME`, overriding the service's own name.
     pub service_name: Option<String>,
+    /// `OTEL_SDK_DISABLED=true`: no spans at all, so no trace ids on log lines
+    /// and no `traceparent` sent on (the baseline the benchmark compares with).
+    pub disabled: bool,
 }
 
 impl fmt::Debug for Export {
@@ -37,6 +40,7 @@ impl fmt::Debug for Export {
             )
             .field("batch_delay", &self.batch_delay)
             .field("service_name", &self.service_name)
+            .field("disabled", &self.disabled)
             .finish()
     }
 }
@@ -63,7 +67,7 @@ impl Export {
     }
 
     /// As [`Export::from_env`], from `lookup` (tests). `OTEL_SDK_DISABLED=true`
-    /// turns everything off, as the specification says.
+    /// turns the SDK off, as the specification says: no exporter, no spans.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ExportError> {
         let get = |name: &str| {
             lookup(name)
@@ -71,7 +75,10 @@ impl Export {
                 .filter(|v| !v.is_empty())
         };
         if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            return Ok(Self::default());
+            return Ok(Self {
+                disabled: true,
+                ..Self::default()
+            });
         }
         let batch_delay = match get("OTEL_BSP_SCHEDULE_DELAY") {
             None => None,
@@ -84,6 +91,7 @@ impl Export {
             app_insights: get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
             batch_delay,
             service_name: get("OTEL_SERVICE_NAME"),
+            disabled: false,
         })
     }
 
@@ -109,6 +117,7 @@ pub struct Telemetry {
     provider: SdkTracerProvider,
     service: String,
     exporting: bool,
+    enabled: bool,
 }
 
 impl Telemetry {
@@ -160,6 +169,7 @@ impl Telemetry {
             provider: builder.build(),
             service,
             exporting: export.is_on(),
+            enabled: !export.disabled,
         })
     }
 
@@ -169,6 +179,7 @@ impl Telemetry {
             provider,
             service: service.to_owned(),
             exporting: true,
+            enabled: true,
         }
     }
 
@@ -190,6 +201,11 @@ impl Telemetry {
     /// The service name spans are exported under.
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    /// Whether spans exist at all (`OTEL_SDK_DISABLED` unset or false).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Whether spans leave the process.
@@ -256,7 +272,8 @@ mod tests {
             ("OTEL_SDK_DISABLED", "TRUE"),
         ])
         .unwrap();
-        assert!(!disabled.is_on());
+        assert!(!disabled.is_on() && disabled.disabled);
+        assert!(!Telemetry::new("app1", &disabled).unwrap().is_enabled());
     }
 
     #[test]
