@@ -136,21 +136,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rust_log_chooses_lines_never_spans() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let telemetry = Telemetry::with_provider("app1", provider);
+    /// Runs `inside` in an invocation span under the subscriber for `telemetry`
+    /// at `filter`; returns what it returned and the lines written.
+    fn in_invocation<T>(
+        telemetry: &Telemetry,
+        filter: &str,
+        inside: impl FnOnce() -> T,
+    ) -> (T, String) {
         let lines = Lines::default();
+        let sink = lines.clone();
         let settings = TelemetrySettings {
             format: LogFormat::Json,
-            filter: "warn".into(),
+            filter: filter.into(),
         };
-        let sink = lines.clone();
-        let subscriber = subscriber(&settings, &telemetry, move || sink.clone());
-        let propagated = tracing::subscriber::with_default(subscriber, || {
+        let subscriber = subscriber(&settings, telemetry, move || sink.clone());
+        let out = tracing::subscriber::with_default(subscriber, || {
             let span = InvocationSpan::start(
                 "health",
                 "GET",
@@ -159,6 +159,20 @@ mod tests {
                 &TraceHeaders::default(),
             );
             let _in = span.enter();
+            inside()
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    #[test]
+    fn rust_log_chooses_lines_never_spans() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let telemetry = Telemetry::with_provider("app1", provider);
+        let (propagated, text) = in_invocation(&telemetry, "warn", || {
             tracing::info!("not at warn");
             tracing::warn!("at warn");
             trace_headers()
@@ -172,7 +186,6 @@ mod tests {
                 .is_some_and(|tp| tp.contains(&trace_id)),
             "and propagates"
         );
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         assert!(!text.contains("not at warn"));
         let line = text.lines().find(|l| l.contains("at warn")).unwrap();
         assert!(
@@ -186,29 +199,11 @@ mod tests {
         let export =
             Export::from_lookup(|n| (n == "OTEL_SDK_DISABLED").then(|| "true".into())).unwrap();
         let telemetry = Telemetry::new(SERVICE_NAME, &export).unwrap();
-        let lines = Lines::default();
-        let sink = lines.clone();
-        let settings = TelemetrySettings {
-            format: LogFormat::Json,
-            filter: "info".into(),
-        };
-        let sent = tracing::subscriber::with_default(
-            subscriber(&settings, &telemetry, move || sink.clone()),
-            || {
-                let span = InvocationSpan::start(
-                    "health",
-                    "GET",
-                    "/api/health",
-                    "id",
-                    &TraceHeaders::default(),
-                );
-                let _in = span.enter();
-                tracing::info!("inside");
-                trace_headers()
-            },
-        );
+        let (sent, text) = in_invocation(&telemetry, "info", || {
+            tracing::info!("inside");
+            trace_headers()
+        });
         assert_eq!(sent, TraceHeaders::default());
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         assert!(
             text.contains("inside") && !text.contains("trace_id"),
             "{text}"
