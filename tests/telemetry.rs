@@ -250,6 +250,12 @@ async fn spans_and_logs_carry_the_trace_and_never_a_secret() {
             assert!(attr(c, "http.request.method").is_some());
         }
     }
+    let identity_call = client_spans("identity")[0];
+    assert_eq!(
+        attr(identity_call, "app.identity").as_deref(),
+        Some("system_assigned")
+    );
+    assert!(attr(identity_call, "app.token.audience").is_some_and(|a| a.contains("://")));
     let app2_call = client_spans("app2")[0];
     assert_eq!(
         attr(app2_call, "http.response.status_code").as_deref(),

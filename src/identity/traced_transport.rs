@@ -19,22 +19,22 @@ const SELECTORS: [&str; 4] = ["client_id", "object_id", "mi_res_id", "msi_res_id
 impl IdentityTransport for TracedTransport {
     async fn send(&self, request: &EndpointRequest) -> Result<EndpointResponse, String> {
         let call = ClientCall::start("identity", "GET", &request.url);
-        let query = |names: &[&str]| {
+        let param = |name: &str| {
             request
                 .url
                 .query_pairs()
-                .find(|(k, _)| names.contains(&k.as_ref()))
-                .map(|(k, v)| format!("{k}={v}"))
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
         };
-        let audience = query(&["resource"]).unwrap_or_default();
+        let identity = SELECTORS
+            .iter()
+            .find_map(|s| Some(format!("{s}={}", param(s)?)))
+            .unwrap_or_else(|| "system_assigned".into());
         call.span().record(
             "app.token.audience",
-            audience.trim_start_matches("resource="),
+            param("resource").unwrap_or_default().as_str(),
         );
-        call.span().record(
-            "app.identity",
-            query(&SELECTORS).as_deref().unwrap_or("system-assigned"),
-        );
+        call.span().record("app.identity", identity.as_str());
         let mut headers = request.headers.clone();
         for (name, value) in call.trace_headers().pairs() {
             headers.push((name, Secret::new(value.to_owned())));
