@@ -94,3 +94,57 @@ async fn conflicting_selectors_stop_startup_with_a_clear_message() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_flushes_the_spans_still_batched() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let collector = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/traces"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let port = free_port();
+    let child = start(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.uri()),
+        // Far longer than the test: only the flush on the way out can send it.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000".into()),
+    ]);
+    wait_ready(port).await;
+    let res = reqwest::get(format!("http://127.0.0.1:{port}/api/health"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(collector.received_requests().await.unwrap().is_empty());
+    terminate(&child, "-TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let sent = collector.received_requests().await.unwrap();
+    assert_eq!(sent.len(), 1, "one batch, sent on the way out");
+    assert!(String::from_utf8_lossy(&sent[0].body).contains("GET /api/health"));
+}
+
+#[tokio::test]
+async fn an_unusable_exporter_setting_stops_startup_naming_it() {
+    for (name, value) in [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        (
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+            "not a connection string",
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
+    ] {
+        let child = start(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string()),
+            (name, value.into()),
+        ]);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(name), "{name}: {err}");
+    }
+}
