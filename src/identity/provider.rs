@@ -357,6 +357,8 @@ impl IdentityProvider {
             .instrument(span.clone())
             .await;
         match &result {
+            // Decoding the claims is work only a live span needs.
+            _ if span.is_disabled() => {}
             Ok(provided) => {
                 let claims = super::claims::decode_claims(provided.token.token.secret())
                     .map(|c| super::claims::authorization_claims(&c));

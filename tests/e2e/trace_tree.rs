@@ -15,23 +15,24 @@ async fn spans_of(trace_id: &str) -> Vec<Value> {
         "{}/api/traces/{trace_id}",
         world().get("DEVSTACK_TRACES_URL")
     );
-    for _ in 0..150 {
+    let fetch = || async {
         let got = send(reqwest::Method::GET, url.clone(), None).await;
-        if got.status == 200 {
-            let body: Value = serde_json::from_str(&got.text()).unwrap();
-            let spans = body["spans"].as_array().unwrap().clone();
-            let has = |service: &str| {
-                spans
-                    .iter()
-                    .any(|s| s["service"] == service && s["kind"] == "server")
-            };
-            if has("app1") && has("app2") {
-                // app2's batch may hold a straggler: one more interval.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let got = send(reqwest::Method::GET, url, None).await;
-                let body: Value = serde_json::from_str(&got.text()).unwrap();
-                return body["spans"].as_array().unwrap().clone();
-            }
+        (got.status == 200)
+            .then(|| serde_json::from_str::<Value>(&got.text()).unwrap()["spans"].clone())
+            .and_then(|spans| spans.as_array().cloned())
+            .unwrap_or_default()
+    };
+    for _ in 0..150 {
+        let spans = fetch().await;
+        let has = |service: &str| {
+            spans
+                .iter()
+                .any(|s| s["service"] == service && s["kind"] == "server")
+        };
+        if has("app1") && has("app2") {
+            // app2's batch may hold a straggler: one more interval.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return fetch().await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

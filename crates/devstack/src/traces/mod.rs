@@ -14,7 +14,7 @@ pub mod store;
 
 pub use store::{SpanRecord, TraceStore};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 /// The page: one self-contained HTML file (no build step, no CDN).
 const PAGE: &str = include_str!("page.html");
@@ -43,7 +43,7 @@ async fn one(path: web::Path<String>, store: web::Data<TraceStore>) -> HttpRespo
     }
 }
 
-async fn page(_req: HttpRequest) -> HttpResponse {
+async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         // The page loads nothing from elsewhere.

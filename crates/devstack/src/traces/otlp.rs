@@ -53,7 +53,6 @@ pub async fn receive(
             "trace store: spans past the per-trace limit dropped"
         );
     }
-    let response = ExportTraceServiceResponse::default();
     if json {
         HttpResponse::Ok()
             .content_type("application/json")
@@ -61,7 +60,7 @@ pub async fn receive(
     } else {
         HttpResponse::Ok()
             .content_type("application/x-protobuf")
-            .body(response.encode_to_vec())
+            .body(ExportTraceServiceResponse::default().encode_to_vec())
     }
 }
 
