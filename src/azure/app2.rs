@@ -40,7 +40,8 @@ impl App2Response {
             stage: Stage::App2,
             status: Some(self.status),
             code: field("title"),
-            message: said,
+            // app2's problem says why in `detail`; EasyAuth answers in text.
+            message: field("detail").map(|d| capped(&d)).unwrap_or(said),
             www_authenticate: self.www_authenticate.clone(),
             content_type: self.content_type.clone(),
             required_role: field("required_role"),

@@ -93,6 +93,7 @@ pub fn diagnose(
                 .and_then(first_label),
             app2_resource: state.settings.app2_resource.clone(),
         },
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     explain(&facts)
 }

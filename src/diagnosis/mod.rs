@@ -7,6 +7,7 @@
 //! network call; the edge (`functions::invoke`) adds the result to the problem.
 
 mod attach;
+mod refusal;
 mod rules;
 
 pub use attach::diagnose;
@@ -27,6 +28,8 @@ pub struct Facts {
     /// The setting (or request parameter) that chose the identity, if any.
     pub selector_setting: Option<String>,
     pub target: Target,
+    /// When the facts were gathered (unix seconds), to read `exp` and `nbf`.
+    pub now: i64,
 }
 
 /// What the handler was talking to.

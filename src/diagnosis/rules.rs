@@ -1,11 +1,12 @@
 //! The rules: one per classic failure, each naming the exact role, setting
 //! and ids to change.
 
+use super::refusal::{self, TokenRefusal};
 use super::{Diagnosis, Facts, Principal, TokenView, UpstreamView, challenge_params};
 use crate::azure::Stage;
 use crate::identity::is_guid;
 use crate::problem::ProblemType;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// Token caching and propagation: why a correct fix may not show at once.
 const PROPAGATION: &str = "Role assignments can take up to 10 minutes to take effect, and the platform caches managed-identity tokens for up to 24 hours: if the token's roles predate the change, restart the app to get a fresh one.";
@@ -67,6 +68,144 @@ fn vault_name(f: &Facts) -> String {
         .map(str::to_owned)
         .or_else(|| f.target.vault.clone())
         .unwrap_or_else(|| "<vault>".into())
+}
+
+/// Where app2's client id is found when neither the refusal nor APP2_RESOURCE names it.
+const APP2_CLIENT_ID_LOOKUP: &str = "app2's client id (APP2_RESOURCE names it as api://<client id>; or az webapp auth show -g <rg> -n <app2> --query identityProviders.azureActiveDirectory.registration.clientId)";
+
+/// app2's client id: from EasyAuth's challenge, the audiences app2 said it
+/// accepts, or APP2_RESOURCE, whichever names a GUID first.
+fn app2_client_id(
+    f: &Facts,
+    challenge: &Map<String, Value>,
+    expected: &[String],
+) -> Option<String> {
+    let guid = |s: &str| {
+        Some(
+            s.trim_start_matches("api://")
+                .trim_end_matches('/')
+                .to_owned(),
+        )
+        .filter(|s| is_guid(s))
+    };
+    challenge
+        .get("resource_id")
+        .and_then(Value::as_str)
+        .and_then(guid)
+        .or_else(|| expected.iter().find_map(|e| guid(e)))
+        .or_else(|| f.target.app2_resource.as_deref().and_then(guid))
+}
+
+/// How far `at` (unix seconds) is from the moment the facts were gathered.
+fn relative(at: i64, now: i64) -> String {
+    match at - now {
+        d if d < 0 => format!("{} s ago by app1's clock", -d),
+        d => format!("in {d} s by app1's clock"),
+    }
+}
+
+/// app2's (or its EasyAuth's) 401, by the reason it gave.
+fn app2_unauthorized(f: &Facts, challenge: &Map<String, Value>) -> (ProblemType, String, String) {
+    let text = |name: &str| {
+        challenge
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let said = format!("{} {}", text("error_description"), f.upstream.message);
+    let said = said.trim();
+    let aud = claim(f, "aud").unwrap_or_default();
+    let iss = claim(f, "iss").unwrap_or_default();
+    let tid = claim(f, "tid").unwrap_or_default();
+    let app2_tenant = text("authorization_uri")
+        .split('/')
+        .find(|s| is_guid(s))
+        .map(str::to_owned);
+    let refusal = refusal::read(said);
+    if let Some(app2_tenant) = &app2_tenant
+        && !tid.is_empty()
+        && *app2_tenant != tid
+        && matches!(
+            refusal,
+            TokenRefusal::Issuer { .. } | TokenRefusal::Unstated
+        )
+    {
+        return (
+            ProblemType::App2TenantMismatch,
+            format!(
+                "app2's EasyAuth is configured for tenant {app2_tenant}, but the token was issued by tenant {tid} ({iss})."
+            ),
+            format!(
+                "Use an identity of tenant {app2_tenant}, or make app2's openIdIssuer match tenant {tid}."
+            ),
+        );
+    }
+    let claim_time = |name: &str| {
+        f.upstream
+            .claims
+            .as_ref()
+            .and_then(|c| c.get(name))
+            .and_then(Value::as_i64)
+    };
+    match refusal {
+        TokenRefusal::KeysUnavailable => (
+            ProblemType::App2SigningKeysUnavailable,
+            format!("app2 could not fetch its issuer's signing keys, so it could not check any token; this one (aud {aud}, iss {iss}) was not judged. app2 said: {said}"),
+            format!("Nothing is wrong with app1's token. Let app2 reach its issuer's OpenID metadata and keys (https://login.microsoftonline.com/{}/.well-known/openid-configuration and its jwks_uri): check app2's outbound network (NSG, firewall, proxy, private DNS). app2 remembers the failure for a few seconds, then fetches again by itself.", app2_tenant.as_deref().unwrap_or(&tid)),
+        ),
+        TokenRefusal::Signature => (
+            ProblemType::App2TokenSignature,
+            format!("app2 did not verify the token's signature: its signing key is not among the keys of the issuer app2 trusts, or the signature is bad. The token was issued by {iss} (tenant {tid}). app2 said: {said}"),
+            format!("Make app2 trust the issuer that signs app1's tokens: the authority and tenant app2 validates against must be {iss}'s (same tenant, same cloud). Right after a key rollover, one retry is enough: app2 fetches the keys again for an unknown kid."),
+        ),
+        TokenRefusal::Expired | TokenRefusal::NotYetValid => {
+            let (what, at) = if refusal == TokenRefusal::Expired {
+                ("has expired: exp", claim_time("exp"))
+            } else {
+                ("is not valid yet: nbf", claim_time("nbf"))
+            };
+            let when = at.map(|t| format!("{t} ({})", relative(t, f.now))).unwrap_or_else(|| "absent".into());
+            (
+                ProblemType::App2TokenExpired,
+                format!("app2 says the token {what} {when}."),
+                "app1 refreshes tokens before they expire, so if app1's clock says the token is still valid, a clock is wrong: compare app1's and app2's clocks with an NTP source (a skew of more than 5 minutes is refused). If app1's clock agrees with app2, restart app1 to drop its token cache.".into(),
+            )
+        }
+        TokenRefusal::Audience { found, expected } => {
+            let client_id = app2_client_id(f, challenge, &expected).unwrap_or_else(|| APP2_CLIENT_ID_LOOKUP.into());
+            let aud = found.unwrap_or(aud);
+            let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"allowedAudiences": [aud]}}}});
+            let accepted = if expected.is_empty() { String::new() } else { format!(" app2 accepts {}.", expected.join(", ")) };
+            (
+                ProblemType::App2AudienceNotAllowed,
+                format!("app2 rejected the token's audience {aud}: it is not app2's client id ({client_id}) and not in app2's allowedAudiences.{accepted}"),
+                format!(
+                    "Add {aud} to app2's allowedAudiences (authsettingsV2 fragment: {fragment}; e.g. az webapp auth microsoft update -g <rg> -n <app2> --allowed-audiences {aud}), or set APP2_RESOURCE to a resource app2 already accepts, such as {client_id}."
+                ),
+            )
+        }
+        TokenRefusal::Issuer { found } => {
+            let iss = found.unwrap_or(iss);
+            (
+                ProblemType::App2IssuerNotAccepted,
+                format!("app2 does not trust the token's issuer {iss}."),
+                format!("Make app2's openIdIssuer accept tokens of tenant {tid}: https://sts.windows.net/{tid}/ for v1 tokens (what managed identities get unless app2's registration sets requestedAccessTokenVersion 2), https://login.microsoftonline.com/{tid}/v2.0 for v2."),
+            )
+        }
+        TokenRefusal::Missing => (
+            ProblemType::App2TokenRejected,
+            format!("app2 received no bearer token, though app1 sent one: something between app1 and app2 dropped the Authorization header. app2 said: {said}"),
+            "Check any proxy or API gateway between app1 and APP2_BASE_URL: it must pass Authorization through (EasyAuth does).".into(),
+        ),
+        TokenRefusal::Unstated => {
+            let client_id = app2_client_id(f, challenge, &[]).unwrap_or_else(|| APP2_CLIENT_ID_LOOKUP.into());
+            (
+                ProblemType::App2TokenRejected,
+                format!("app2 refused the token without saying why (aud {aud}, iss {iss}, tenant {tid}). app2 said: {said}"),
+                format!("app2's log line for this request (same trace id) names the reason. Compare the token with app2's settings: aud must be {client_id} or in allowedAudiences, iss must match openIdIssuer."),
+            )
+        }
+    }
 }
 
 /// Explains a refusal, or `None` when there is nothing specific to say.
@@ -135,33 +274,7 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
             format!("Storage did not accept the token ({code}: {message}). Its audience is {aud}; Blob Storage wants https://storage.azure.com or https://<account>.blob.core.windows.net, from a v1 issuer of the account's tenant."),
             "Request the scope https://storage.azure.com/.default (the SDK does), over HTTPS, from an identity of the account's tenant.".into(),
         ),
-        (Stage::App2, Some(401)) => {
-            let accepted = challenge.get("resource_id").and_then(Value::as_str).map(str::to_owned);
-            let app2_tenant = challenge
-                .get("authorization_uri")
-                .and_then(Value::as_str)
-                .and_then(|u| u.split('/').find(|s| is_guid(s)).map(str::to_owned));
-            let tid = claim(f, "tid");
-            if let (Some(app2_tenant), Some(tid)) = (&app2_tenant, &tid)
-                && app2_tenant != tid
-            {
-                (
-                    ProblemType::App2TenantMismatch,
-                    format!("app2's EasyAuth is configured for tenant {app2_tenant}, but the token was issued by tenant {tid}."),
-                    format!("Use an identity of tenant {app2_tenant}, or make app2's openIdIssuer match tenant {tid}."),
-                )
-            } else {
-                let client_id = accepted.clone().unwrap_or_else(|| "<app2 client id>".into());
-                let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"allowedAudiences": [aud]}}}});
-                (
-                    ProblemType::App2AudienceNotAllowed,
-                    format!("app2's EasyAuth rejected the token: its audience {aud} is not app2's client id ({client_id}) and not in app2's allowedAudiences. (Expired or foreign-tenant tokens get the same 401.)"),
-                    format!(
-                        "Add {aud} to app2's allowedAudiences (authsettingsV2 fragment: {fragment}; e.g. az webapp auth microsoft update -g <rg> -n <app2> --allowed-audiences {aud}), or set APP2_RESOURCE to a resource app2 already accepts, such as {client_id}."
-                    ),
-                )
-            }
-        }
+        (Stage::App2, Some(401)) => app2_unauthorized(f, &challenge),
         (Stage::App2, Some(403)) if f.upstream.required_role.is_some() => {
             let role = f.upstream.required_role.clone().unwrap_or_default();
             let app2_client = f
@@ -171,7 +284,7 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
                 .map(|r| r.trim_start_matches("api://").trim_end_matches('/').to_owned())
                 .filter(|r| is_guid(r))
                 .or_else(|| Some(aud.trim_start_matches("api://").to_owned()).filter(|a| is_guid(a)))
-                .unwrap_or_else(|| "<app2 client id>".into());
+                .unwrap_or_else(|| APP2_CLIENT_ID_LOOKUP.into());
             let roles = token(f).map(|t| t.roles).unwrap_or_default();
             (
                 ProblemType::App2MissingAppRole,
@@ -180,7 +293,7 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
                     if roles.is_empty() { "absent".to_owned() } else { format!("{roles:?}") }
                 ),
                 format!(
-                    "Assign app role {role} of app2 to the managed identity {oid}: az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments --body \"{{\\\"principalId\\\":\\\"{oid}\\\",\\\"resourceId\\\":\\\"$(az ad sp show --id {app2_client} --query id -o tsv)\\\",\\\"appRoleId\\\":\\\"$(az ad sp show --id {app2_client} --query \\\"appRoles[?value=='{role}'].id\\\" -o tsv)\\\"}}\" (PowerShell: New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {oid} -PrincipalId {oid} -ResourceId <app2 service principal id> -AppRoleId <{role} role id>). {PROPAGATION}"
+                    "Assign app role {role} of app2 to the managed identity {oid}: az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments --body \"{{\\\"principalId\\\":\\\"{oid}\\\",\\\"resourceId\\\":\\\"$(az ad sp show --id {app2_client} --query id -o tsv)\\\",\\\"appRoleId\\\":\\\"$(az ad sp show --id {app2_client} --query \\\"appRoles[?value=='{role}'].id\\\" -o tsv)\\\"}}\" (PowerShell: $sp = Get-MgServicePrincipal -Filter \"appId eq '{app2_client}'\"; New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {oid} -PrincipalId {oid} -ResourceId $sp.Id -AppRoleId ($sp.AppRoles | Where-Object Value -eq '{role}').Id). {PROPAGATION}"
                 ),
             )
         }
@@ -300,7 +413,63 @@ mod tests {
                 storage_account: Some("contosodata".into()),
                 app2_resource: Some(format!("api://{APP2}")),
             },
+            now: NOW,
         }
+    }
+
+    /// A moment after the test tokens' `exp` (1_900_000_000).
+    const NOW: i64 = 1_900_000_100;
+
+    /// Facts as the handler derives them from a recorded app2 (or EasyAuth) answer.
+    fn app2_recorded(
+        status: u16,
+        www_authenticate: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Facts {
+        let answer = crate::azure::app2::App2Response {
+            status,
+            content_type: Some(content_type.into()),
+            www_authenticate: www_authenticate.map(str::to_owned),
+            body: bytes::Bytes::from(body.to_owned()),
+            claims: claims(APP2_URI, &["App2.Access"]),
+        };
+        let ClientError::Upstream(upstream) = answer.refusal() else {
+            panic!("an upstream error");
+        };
+        Facts {
+            upstream: *upstream,
+            ..facts(Stage::App2, status, None, "", None)
+        }
+    }
+
+    /// app2's own 401, exactly as it answers (problem+json plus its challenge).
+    fn app2_said_401(detail: &str) -> Facts {
+        let body = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": detail});
+        let challenge = format!(
+            r#"Bearer error="invalid_token", error_description="{}""#,
+            app2::jwt::challenge_text(detail)
+        );
+        app2_recorded(
+            401,
+            Some(&challenge),
+            "application/problem+json",
+            &body.to_string(),
+        )
+    }
+
+    /// The EasyAuth gate's 401: text body, the reason in error_description.
+    fn gate_401(reason: &str) -> Facts {
+        let challenge = format!(
+            r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token" error_description="{}""#,
+            app2::jwt::challenge_text(reason)
+        );
+        app2_recorded(
+            401,
+            Some(&challenge),
+            "text/plain",
+            "You do not have permission to view this directory or page.",
+        )
     }
 
     /// Facts as the handler derives them from a recorded SDK error response.
@@ -354,7 +523,7 @@ mod tests {
             Some(claims(&format!("api://{APP2}"), &["App2.Access"])),
         );
         app2_401.upstream.www_authenticate = Some(format!(
-            r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token""#
+            r#"Bearer realm="app2.azurewebsites.net" authorization_uri="https://login.microsoftonline.com/{TID}/oauth2/v2.0/authorize" resource_id="{APP2}" error="invalid_token" error_description="audience api://{APP2} is not accepted (expected one of {APP2})""#
         ));
         let mut app2_401_tenant = app2_401.clone();
         app2_401_tenant.upstream.www_authenticate = Some(format!(
@@ -438,6 +607,79 @@ mod tests {
                 anchor: ProblemType::App2AudienceNotAllowed,
                 fix_has: &["allowedAudiences", APP2_URI, APP2],
                 cause_has: &["allowedAudiences"],
+            },
+            Row {
+                name: "gate 401: audience, with the client id from the challenge",
+                facts: gate_401(
+                    "audience https://graph.microsoft.com is not accepted (expected one of 9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d)",
+                ),
+                anchor: ProblemType::App2AudienceNotAllowed,
+                fix_has: &["https://graph.microsoft.com", APP2, "allowedAudiences"],
+                cause_has: &["https://graph.microsoft.com"],
+            },
+            Row {
+                name: "app2 401: keys could not be fetched",
+                facts: app2_said_401(
+                    "the bearer token was rejected: could not fetch signing keys: error sending request for url (https://login.microsoftonline.com/t/.well-known/openid-configuration)",
+                ),
+                anchor: ProblemType::App2SigningKeysUnavailable,
+                fix_has: &["outbound network", "Nothing is wrong with app1's token"],
+                cause_has: &["could not fetch", "not judged"],
+            },
+            Row {
+                name: "app2 401: unknown signing key (the cold-burst refusal)",
+                facts: app2_said_401(
+                    "the bearer token was rejected: signing key aAqVx is not in the issuer's JWKS",
+                ),
+                anchor: ProblemType::App2TokenSignature,
+                fix_has: &["https://sts.windows.net/0d1e2f3a-4b5c-4d6e-8f9a-1b2c3d4e5f6a/"],
+                cause_has: &["aAqVx", TID],
+            },
+            Row {
+                name: "gate 401: bad signature",
+                facts: gate_401("the signature is invalid"),
+                anchor: ProblemType::App2TokenSignature,
+                fix_has: &["same tenant"],
+                cause_has: &["signature is invalid"],
+            },
+            Row {
+                name: "app2 401: expired",
+                facts: app2_said_401("the bearer token was rejected: the token is expired"),
+                anchor: ProblemType::App2TokenExpired,
+                fix_has: &["clock"],
+                cause_has: &["1900000000", "100 s ago"],
+            },
+            Row {
+                name: "gate 401: not valid yet",
+                facts: gate_401("the token is not valid yet"),
+                anchor: ProblemType::App2TokenExpired,
+                fix_has: &["NTP"],
+                cause_has: &["not valid yet"],
+            },
+            Row {
+                name: "app2 401: issuer",
+                facts: app2_said_401(&format!(
+                    "the bearer token was rejected: issuer https://login.microsoftonline.com/{TID}/v2.0 is not accepted"
+                )),
+                anchor: ProblemType::App2IssuerNotAccepted,
+                fix_has: &["openIdIssuer", TID],
+                cause_has: &["/v2.0"],
+            },
+            Row {
+                name: "app2 401: no bearer token arrived",
+                facts: app2_said_401(
+                    "no bearer token: app2 validates the caller's access token itself, whatever headers come with the request",
+                ),
+                anchor: ProblemType::App2TokenRejected,
+                fix_has: &["Authorization"],
+                cause_has: &["dropped"],
+            },
+            Row {
+                name: "app2 401 with no reason",
+                facts: app2_recorded(401, None, "text/plain", "Unauthorized"),
+                anchor: ProblemType::App2TokenRejected,
+                fix_has: &[APP2, "openIdIssuer"],
+                cause_has: &["without saying why", APP2_URI],
             },
             Row {
                 name: "app2 401 tenant mismatch",
@@ -544,6 +786,32 @@ mod tests {
             }
             let text = serde_json::to_string(&d).unwrap();
             assert!(!text.contains("eyJ"), "{}: never a token", row.name);
+        }
+    }
+
+    #[test]
+    fn no_diagnosis_leaves_a_placeholder_for_what_the_handler_knows() {
+        for row in rows() {
+            let (_, d) = explain(&row.facts).unwrap();
+            for text in [&d.cause, &d.fix] {
+                for placeholder in [
+                    "<app2 client id>",
+                    "<client id>",
+                    "<principal object id>",
+                    "<tenant",
+                    "<audience",
+                    "<vault>",
+                    "<account>",
+                    "service principal id>",
+                    "role id>",
+                ] {
+                    assert!(
+                        !text.contains(placeholder),
+                        "{}: {placeholder} in {text}",
+                        row.name
+                    );
+                }
+            }
         }
     }
 

@@ -1,19 +1,23 @@
 //! Access-token validation the way Microsoft tells APIs to do it: choose the
 //! OIDC metadata by the token's `ver`, select the key by `kid` from its JWKS
-//! (cached; re-fetched, at most every few seconds, for an unknown kid), accept
+//! (cached and fetched single-flight: a cold burst waits for one fetch; an
+//! unknown kid makes one re-fetch, at most every few seconds), accept
 //! RS256 only, then check issuer, audience and lifetime with a small clock skew.
 //! The cryptography is `jsonwebtoken`'s.
 //!
 //! app2 uses it on every request; devstack's EasyAuth gate and Key Vault use
 //! the same code, so a token the stand-ins accept is one app2 accepts.
 
+use app_service_identity::single_flight::{Failed, Fresh, Miss, SingleFlightCache};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why a token was refused; the text is what a server would log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,13 +60,37 @@ pub struct TokenValidator {
     authority: String,
     tenant: String,
     http: reqwest::Client,
-    keys: Mutex<HashMap<String, (String, String)>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// One key set per metadata document (v1, v2), fetched single-flight: a
+    /// cold burst costs one fetch, and every caller waits for it.
+    key_sets: SingleFlightCache<MetadataVersion, KeySet, String>,
     leeway_secs: u64,
 }
 
-/// Re-fetch the JWKS at most this often, so unknown kids cannot cause a loop.
+/// Which discovery document a token's `ver` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum MetadataVersion {
+    V1,
+    V2,
+}
+
+/// One successful fetch of an issuer's JWKS.
+#[derive(Clone)]
+struct KeySet {
+    keys: Arc<HashMap<String, (String, String)>>,
+    fetched_at: Instant,
+}
+
+/// A `kid` missing from a key set younger than this is refused without a new
+/// fetch, so unknown kids cannot make the validator hammer the issuer.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// Keys are fetched again in the background this often (rollover), and a
+/// key set is served for a day if the issuer cannot be reached meanwhile.
+const KEYS_REFRESH: Duration = Duration::from_secs(3600);
+const KEYS_USABLE: Duration = Duration::from_secs(24 * 3600);
+/// After a failed fetch, callers are refused at once for this long.
+const FETCH_FAILURE_MEMORY: Duration = Duration::from_secs(5);
+/// The whole fetch (discovery document and JWKS) must finish within this.
+const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 
 impl TokenValidator {
     /// `authority` is where discovery is served (`https://login.microsoftonline.com`,
@@ -74,11 +102,10 @@ impl TokenValidator {
             authority: authority.into().trim_end_matches('/').to_owned(),
             tenant: tenant.into(),
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(FETCH_DEADLINE)
                 .build()
                 .expect("static reqwest configuration is valid"),
-            keys: Mutex::default(),
-            last_fetch: Mutex::default(),
+            key_sets: SingleFlightCache::new(NonZeroUsize::new(2).expect("non-zero")),
             leeway_secs: 300,
         }
     }
@@ -109,14 +136,12 @@ impl TokenValidator {
         let version = unverified_claims(token)
             .and_then(|c| c.get("ver").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| "1.0".into());
-        let (n, e) = match self.key(&kid) {
-            Some(k) => k,
-            None => {
-                self.refresh_keys(&version).await?;
-                self.key(&kid)
-                    .ok_or_else(|| Rejection::UnknownKid(kid.clone()))?
-            }
+        let version = if version == "2.0" {
+            MetadataVersion::V2
+        } else {
+            MetadataVersion::V1
         };
+        let (n, e) = self.key(version, &kid).await?;
         let key = DecodingKey::from_rsa_components(&n, &e)
             .map_err(|_| Rejection::Keys("bad key".into()))?;
         let mut validation = Validation::new(Algorithm::RS256);
@@ -160,49 +185,111 @@ impl TokenValidator {
         vec![v1_issuer(&self.tenant), v2_issuer(&self.tenant)]
     }
 
-    fn key(&self, kid: &str) -> Option<(String, String)> {
-        self.keys.lock().unwrap().get(kid).cloned()
-    }
-
-    async fn refresh_keys(&self, version: &str) -> Result<(), Rejection> {
-        {
-            let mut last = self.last_fetch.lock().unwrap();
-            if last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
-        }
-        let v = if version == "2.0" { "/v2.0" } else { "" };
-        let discovery = format!(
-            "{}/{}{v}/.well-known/openid-configuration",
-            self.authority, self.tenant
-        );
-        let get = |url: String| async move {
-            self.http
-                .get(url)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| Rejection::Keys(e.to_string()))?
-                .json::<Value>()
-                .await
-                .map_err(|e| Rejection::Keys(e.to_string()))
+    /// The signing key `kid`, from the cached key set or from the one fetch
+    /// every caller that needs it shares.
+    async fn key(
+        &self,
+        version: MetadataVersion,
+        kid: &str,
+    ) -> Result<(String, String), Rejection> {
+        let has_kid_or_is_recent = |set: &KeySet| {
+            set.keys.contains_key(kid) || set.fetched_at.elapsed() < REFETCH_INTERVAL
         };
-        let meta = get(discovery).await?;
-        let jwks_uri = meta["jwks_uri"]
-            .as_str()
-            .ok_or(Rejection::Keys("no jwks_uri".into()))?;
-        let jwks = get(jwks_uri.to_owned()).await?;
-        let mut keys = self.keys.lock().unwrap();
-        for k in jwks["keys"].as_array().into_iter().flatten() {
-            if let (Some(kid), Some(n), Some(e)) =
-                (k["kid"].as_str(), k["n"].as_str(), k["e"].as_str())
-            {
-                keys.insert(kid.to_owned(), (n.to_owned(), e.to_owned()));
+        let http = self.http.clone();
+        let discovery = format!(
+            "{}/{}{}/.well-known/openid-configuration",
+            self.authority,
+            self.tenant,
+            if version == MetadataVersion::V2 {
+                "/v2.0"
+            } else {
+                ""
             }
+        );
+        let fetch = move || async move {
+            let outcome = tokio::time::timeout(FETCH_DEADLINE, fetch_keys(&http, &discovery))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {FETCH_DEADLINE:?}")));
+            match outcome {
+                Ok(keys) => Ok(Fresh {
+                    value: KeySet {
+                        keys: Arc::new(keys),
+                        fetched_at: Instant::now(),
+                    },
+                    refresh_in: KEYS_REFRESH,
+                    usable_for: KEYS_USABLE,
+                }),
+                Err(error) => Err(Failed {
+                    error,
+                    remember_for: FETCH_FAILURE_MEMORY,
+                }),
+            }
+        };
+        match self
+            .key_sets
+            .get_if(&version, has_kid_or_is_recent, fetch)
+            .await
+        {
+            Ok((set, _)) => set
+                .keys
+                .get(kid)
+                .cloned()
+                .ok_or_else(|| Rejection::UnknownKid(kid.to_owned())),
+            Err(Miss::Remembered { error, retry_in }) => Err(Rejection::Keys(format!(
+                "{error} (a recent attempt failed; the next is allowed in {} s)",
+                retry_in.as_secs().max(1)
+            ))),
+            Err(miss) => Err(Rejection::Keys(miss.into_error())),
         }
-        Ok(())
     }
+}
+
+/// The issuer's keys (`kid` → RSA modulus and exponent), from its discovery
+/// document's `jwks_uri`.
+async fn fetch_keys(
+    http: &reqwest::Client,
+    discovery: &str,
+) -> Result<HashMap<String, (String, String)>, String> {
+    let get = |url: String| async move {
+        http.get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| e.to_string())?
+            .json::<Value>()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let meta = get(discovery.to_owned()).await?;
+    let jwks_uri = meta["jwks_uri"]
+        .as_str()
+        .ok_or("the discovery document has no jwks_uri")?;
+    let jwks = get(jwks_uri.to_owned()).await?;
+    Ok(jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| {
+            Some((
+                k["kid"].as_str()?.to_owned(),
+                (k["n"].as_str()?.to_owned(), k["e"].as_str()?.to_owned()),
+            ))
+        })
+        .collect())
+}
+
+/// `text` made safe for a quoted `WWW-Authenticate` parameter (RFC 6750's
+/// `error_description`: printable ASCII without `"` or `\\`), at most 300
+/// characters. Rejections quote the token's own claims, which a caller chose.
+pub fn challenge_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .take(300)
+        .collect()
 }
 
 /// The `alg` in a JWT header, read without trusting it (`none` and HS* are

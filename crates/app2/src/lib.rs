@@ -195,7 +195,13 @@ fn problem(status: u16, title: &str, detail: String) -> HttpResponse {
             .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
     );
     if status == 401 {
-        res.insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
+        res.insert_header((
+            "WWW-Authenticate",
+            format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                jwt::challenge_text(&detail)
+            ),
+        ));
     }
     let mut res = res
         .content_type("application/problem+json")

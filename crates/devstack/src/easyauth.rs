@@ -237,8 +237,12 @@ fn unauthorized(
         "Bearer realm=\"{realm}\" authorization_uri=\"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize\" resource_id=\"{}\"",
         config.client_id
     );
-    if rejection.is_some() {
-        challenge.push_str(" error=\"invalid_token\"");
+    if let Some(rejection) = rejection {
+        // As EasyAuth does: the reason goes in error_description (RFC 6750).
+        challenge.push_str(&format!(
+            " error=\"invalid_token\" error_description=\"{}\"",
+            app2::jwt::challenge_text(&rejection.to_string())
+        ));
     }
     HttpResponse::Unauthorized()
         .insert_header(("WWW-Authenticate", challenge))

@@ -147,6 +147,24 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fresh<V>, Failed<E>>> + Send + 'static,
     {
+        self.get_if(key, |_| true, fetch).await
+    }
+
+    /// Like [`get`](Self::get), but a stored value counts only if `accept`
+    /// says it serves this caller; otherwise the caller joins the fetch in
+    /// flight or starts one. A JWKS cache uses it: a key set without the
+    /// token's `kid` is fetched again, once, however many callers need it.
+    pub async fn get_if<A, F, Fut>(
+        &self,
+        key: &K,
+        accept: A,
+        fetch: F,
+    ) -> Result<(V, Served), Miss<E>>
+    where
+        A: Fn(&V) -> bool,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fresh<V>, Failed<E>>> + Send + 'static,
+    {
         let slot = self.slot(key);
         let step = {
             let mut state = slot.state.lock().expect("cache slot poisoned");
@@ -154,10 +172,10 @@ where
             let usable = state
                 .stored
                 .as_ref()
-                .filter(|s| now < s.usable_until)
+                .filter(|s| now < s.usable_until && accept(&s.value))
                 .map(|s| s.value.clone());
             match &state.stored {
-                Some(s) if now < s.refresh_at => Step::Done(s.value.clone()),
+                Some(s) if now < s.refresh_at && accept(&s.value) => Step::Done(s.value.clone()),
                 _ => match (&state.failure, &state.attempt) {
                     (Some((error, until)), _) if now < *until => match usable {
                         Some(v) => Step::Done(v),
@@ -390,6 +408,43 @@ mod tests {
         assert_eq!(
             c.get(&"k", || async { fresh(0, 100) }).await,
             Ok((9, Served::Cached))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_refused_by_accept_is_fetched_again_once_for_every_caller() {
+        let c = Arc::new(cache());
+        c.get(&"k", || async { fresh(1, 100) }).await.unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut tasks = vec![];
+        for _ in 0..20 {
+            let (c, calls) = (c.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                c.get_if(
+                    &"k",
+                    |v| *v >= 2,
+                    move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        fresh(2, 100)
+                    },
+                )
+                .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(
+                t.await.unwrap().unwrap().0,
+                2,
+                "every caller waits for the new value"
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            c.get_if(&"k", |v| *v >= 2, || async { fresh(3, 100) })
+                .await,
+            Ok((2, Served::Cached)),
+            "the new value is accepted without a fetch"
         );
     }
 
