@@ -5,7 +5,7 @@ use crate::host::{FunctionsHost, HostMode, HostOptions};
 use crate::stack::{EXPORT_DELAY, Stack, StackOptions};
 use crate::traces::SpanRecord;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where the app and its handler are, and how the host dispatches.
@@ -18,6 +18,72 @@ pub struct AppSpec {
     pub enforce_keys: bool,
     /// The host's port (0 picks a free one).
     pub port: u16,
+}
+
+/// A cargo build profile the handler may have been built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Debug,
+    Release,
+}
+
+impl Profile {
+    /// The profile's folder under cargo's target directory.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+/// No handler where one was looked for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no handler executable found; looked for {}. Build it with `cargo build -p handler{}` (or pass --handler PATH)",
+    tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+    if *release { " --release" } else { "" }
+)]
+pub struct HandlerNotFound {
+    /// Every path looked at, in order.
+    pub tried: Vec<PathBuf>,
+    release: bool,
+}
+
+/// The handler for the app at `app_root`: what cargo built there for the
+/// first of `profiles` that has one (wherever `CARGO_TARGET_DIR` or
+/// `build.target-dir` put it), else host.json's `defaultExecutablePath` when
+/// that exists (a packaged app). `None` means "the host's default".
+pub fn locate_handler(
+    app_root: &Path,
+    profiles: &[Profile],
+) -> Result<Option<PathBuf>, HandlerNotFound> {
+    let mut tried = vec![];
+    // An app root outside a cargo workspace (a packaged app) has no target dir.
+    if let Ok(target) = xtask::cargo_target_dir(app_root) {
+        for profile in profiles {
+            let built = target.join(profile.dir()).join("handler");
+            if built.is_file() {
+                return Ok(Some(built));
+            }
+            tried.push(built);
+        }
+    }
+    if let Ok(app) = crate::host::app::FunctionApp::load(app_root) {
+        let default = &app.host.executable;
+        let in_app = app_root.join(&app.host.worker_directory).join(default);
+        let on_path = !default.contains('/')
+            && std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(default).is_file()));
+        if in_app.is_file() || on_path {
+            return Ok(None);
+        }
+        tried.push(in_app);
+    }
+    Err(HandlerNotFound {
+        tried,
+        release: profiles.first() == Some(&Profile::Release),
+    })
 }
 
 /// Starts the host stand-in for `app` against `stack`, and waits for the handler.

@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use devstack::demo::{AppSpec, start_host};
+use devstack::demo::{AppSpec, Profile, locate_handler, start_host};
 use devstack::host::HostMode;
 use devstack::stack::{Ports, Stack, StackOptions};
 use std::io::IsTerminal;
@@ -57,7 +57,8 @@ struct StackArgs {
     /// The Function App root (host.json and the function folders).
     #[arg(long, default_value = ".")]
     app_root: PathBuf,
-    /// The handler executable (default: `cargo build` output, target/debug/handler).
+    /// The handler executable (default: what cargo built, wherever its target
+    /// directory is: debug, or release for `demo --release`).
     #[arg(long)]
     handler: Option<PathBuf>,
     /// Override host.json: forward raw requests, or send invocation payloads.
@@ -81,6 +82,9 @@ struct DemoArgs {
     /// Keep everything running after the flow, so the trace page stays up (Ctrl-C stops).
     #[arg(long)]
     stay: bool,
+    /// Build and run the release handler instead of the debug one.
+    #[arg(long)]
+    release: bool,
 }
 
 #[derive(clap::Args)]
@@ -136,13 +140,11 @@ fn stack_options(args: &StackArgs) -> StackOptions {
 }
 
 /// The app and handler from the command line (the handler defaults to `cargo build` output).
-fn app_spec(args: &StackArgs, port: u16) -> anyhow::Result<AppSpec> {
+/// `profiles`: where to look first (the demo looks where it just built).
+fn app_spec(args: &StackArgs, port: u16, profiles: &[Profile]) -> anyhow::Result<AppSpec> {
     let executable = match &args.handler {
         Some(p) => Some(p.clone()),
-        None => {
-            let built = args.app_root.join("target/debug/handler");
-            built.exists().then(|| built.canonicalize()).transpose()?
-        }
+        None => locate_handler(&args.app_root, profiles)?,
     };
     Ok(AppSpec {
         app_root: args.app_root.clone(),
@@ -154,12 +156,20 @@ fn app_spec(args: &StackArgs, port: u16) -> anyhow::Result<AppSpec> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
-    let stack = Stack::start(stack_options(&args.stack)).await?;
-    let mut extra = vec![];
-    let host = if args.no_host {
+    // Find the handler before anything starts, so a missing one fails at once.
+    let app = if args.no_host {
         None
     } else {
-        let host = start_host(&stack, &app_spec(&args.stack, args.stack.host_port)?).await?;
+        Some(app_spec(
+            &args.stack,
+            args.stack.host_port,
+            &[Profile::Debug, Profile::Release],
+        )?)
+    };
+    let stack = Stack::start(stack_options(&args.stack)).await?;
+    let mut extra = vec![];
+    let host = if let Some(app) = app {
+        let host = start_host(&stack, &app).await?;
         extra.push(("FUNCTIONS_BASE_URL".to_owned(), host.url.clone()));
         if args.stack.enforce_keys {
             extra.push((
@@ -172,6 +182,8 @@ async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
             ));
         }
         Some(host)
+    } else {
+        None
     };
     stack.write_env_file(&args.env_file, &extra)?;
     tracing::info!(env_file = %args.env_file.display(), "devstack is ready");
@@ -193,12 +205,25 @@ async fn up(args: UpArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
-    let DemoArgs { stack: args, stay } = args;
+    let DemoArgs {
+        stack: args,
+        stay,
+        release,
+    } = args;
+    let profile = if release {
+        Profile::Release
+    } else {
+        Profile::Debug
+    };
     if args.handler.is_none() {
-        eprintln!("building the handler (cargo build -p handler)…");
+        let mut build = vec!["build", "-p", "handler", "--bin", "handler"];
+        if release {
+            build.push("--release");
+        }
+        eprintln!("building the handler (cargo {})…", build.join(" "));
         let status =
             std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "-p", "handler", "--bin", "handler"])
+                .args(&build)
                 .current_dir(&args.app_root)
                 .status()
                 .context("running cargo build")?;
@@ -210,7 +235,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         args.host_port
     };
-    let app = app_spec(&args, port)?;
+    let app = app_spec(&args, port, &[profile])?;
     let stack = Stack::start(stack_options(&args)).await?;
     let outcome = async {
         let host = start_host(&stack, &app).await?;

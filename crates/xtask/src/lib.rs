@@ -24,6 +24,31 @@ const ALWAYS_EXCLUDED_FILES: &[&str] = &[
     "project.lock.json",
 ];
 
+/// Where cargo writes build output for the workspace at `root`, as cargo
+/// itself decides (`CARGO_TARGET_DIR`, `build.target-dir`, else `<root>/target`):
+/// `cargo metadata --format-version 1 --no-deps` says.
+pub fn cargo_target_dir(root: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root)
+        .output()
+        .with_context(|| format!("running cargo metadata in {}", root.display()))?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata in {} failed: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading cargo metadata's output")?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata gave no target_directory")
+}
+
 /// `.funcignore` as a gitignore matcher (an absent file ignores nothing).
 pub fn funcignore(root: &Path) -> anyhow::Result<Gitignore> {
     let mut builder = GitignoreBuilder::new(root);
@@ -210,7 +235,7 @@ pub fn build_handler(root: &Path) -> anyhow::Result<PathBuf> {
 /// (its startup command is `./app2`).
 pub fn package_app2(root: &Path) -> anyhow::Result<(PathBuf, u64)> {
     let built = build_linux(root, "app2")?;
-    let dir = root.join("target/package");
+    let dir = cargo_target_dir(root)?.join("package");
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(&built, dir.join("app2"))?;
     let zip = dir.join("app2.zip");
@@ -220,7 +245,8 @@ pub fn package_app2(root: &Path) -> anyhow::Result<(PathBuf, u64)> {
 
 fn build_linux(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     let (zig_dir, zigbuild) = ensure_tools(root)?;
-    let target_dir = root.join("target/package-build");
+    // Its own directory (another target triple and profile), beside cargo's.
+    let target_dir = cargo_target_dir(root)?.join("package-build");
     let path = format!(
         "{}:{}",
         zig_dir.display(),
@@ -260,7 +286,7 @@ pub struct Package {
     pub glibc: Option<(u32, u32)>,
 }
 
-/// Build, copy to `<root>/handler`, and write `target/package/function-app.zip`.
+/// Build, copy to `<root>/handler`, and write `<target dir>/package/function-app.zip`.
 pub fn package(root: &Path) -> anyhow::Result<Package> {
     let built = build_handler(root)?;
     let glibc = max_glibc(&built)?;
@@ -285,7 +311,7 @@ pub fn package(root: &Path) -> anyhow::Result<Package> {
     if !files.contains(&executable) {
         bail!("{executable} is not in the package: check .funcignore");
     }
-    let zip = root.join("target/package/function-app.zip");
+    let zip = cargo_target_dir(root)?.join("package/function-app.zip");
     let size = write_zip(root, &files, &executable, &zip)?;
     Ok(Package {
         zip,

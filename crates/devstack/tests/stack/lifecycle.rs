@@ -154,9 +154,9 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
 /// `devstack up` with the host stand-in (the default): FUNCTIONS_BASE_URL
 /// serves the app, and SIGTERM stops the handler too. The app is a minimal one
 /// run by the scripted handler from the host tests.
-#[tokio::test]
-async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
-    let dir = temp_dir("up-host");
+/// A minimal app in `dir/app` run by the scripted handler from the host
+/// tests: host.json names `executable` (with `arguments`), one `echo` function.
+fn scripted_app(dir: &std::path::Path, executable: &str, arguments: &[&str]) -> std::path::PathBuf {
     let app = dir.join("app");
     std::fs::create_dir_all(app.join("echo")).unwrap();
     std::fs::copy(
@@ -164,32 +164,48 @@ async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
         app.join("fake_handler.py"),
     )
     .unwrap();
-    std::fs::write(
-        app.join("host.json"),
-        r#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"python3","arguments":["fake_handler.py"]},"enableForwardingHttpRequest":true},"extensions":{"http":{"routePrefix":"api"}}}"#,
-    )
-    .unwrap();
+    let host = serde_json::json!({"version": "2.0", "customHandler": {
+        "description": {"defaultExecutablePath": executable, "arguments": arguments},
+        "enableForwardingHttpRequest": true}, "extensions": {"http": {"routePrefix": "api"}}});
+    std::fs::write(app.join("host.json"), host.to_string()).unwrap();
     std::fs::write(
         app.join("echo/function.json"),
         r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"function","route":"echo/{*rest}"},{"type":"http","direction":"out","name":"res"}]}"#,
     )
     .unwrap();
+    app
+}
+
+/// Starts `devstack up` with the host for `app`; returns it and the env file's
+/// FUNCTIONS_BASE_URL once written.
+async fn up_with_host(
+    dir: &std::path::Path,
+    app: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> (std::process::Child, String) {
     let env_file = dir.join("env");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_devstack"));
+    command
         .args(["up", "--no-azurite", "--host-port", "0", "--env-file"])
         .arg(&env_file)
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--app-root")
-        .arg(&app)
+        .arg(app)
         .env("FAKE_STARTS", dir.join("starts.txt"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !env_file.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "devstack exited early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "devstack exited early: {}",
+            std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+        );
         assert!(Instant::now() < deadline, "no env file within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -199,6 +215,16 @@ async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
         .find_map(|l| l.strip_prefix("FUNCTIONS_BASE_URL="))
         .expect("FUNCTIONS_BASE_URL is in the env file")
         .to_owned();
+    (child, base)
+}
+
+/// `devstack up` with the host stand-in (the default): FUNCTIONS_BASE_URL
+/// serves the app, and SIGTERM stops the handler too.
+#[tokio::test]
+async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
+    let dir = temp_dir("up-host");
+    let app = scripted_app(&dir, "python3", &["fake_handler.py"]);
+    let (mut child, base) = up_with_host(&dir, &app, &[]).await;
     let echo: serde_json::Value = http()
         .get(format!("{base}/api/echo/hi"))
         .send()
@@ -219,6 +245,86 @@ async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
     // The handler is the child here.
     let status = signal_and_reap(&mut child, "-TERM").await;
     assert!(status.success(), "{status}");
+}
+
+/// A cargo package in `app` (so `cargo metadata` answers there) whose
+/// host.json names a `handler` that is not in the app root: only cargo's
+/// target directory has one.
+fn cargo_app(dir: &std::path::Path) -> std::path::PathBuf {
+    let app = scripted_app(dir, "handler", &[]);
+    std::fs::write(
+        app.join("Cargo.toml"),
+        "[package]\nname = \"scripted-app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[lib]\npath = \"lib.rs\"\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("lib.rs"), "").unwrap();
+    app
+}
+
+#[tokio::test]
+async fn up_finds_the_handler_in_cargo_target_dir() {
+    let dir = temp_dir("up-target-dir");
+    let app = cargo_app(&dir);
+    let target = dir.join("shared-cache");
+    std::fs::create_dir_all(target.join("debug")).unwrap();
+    let handler = target.join("debug/handler");
+    std::fs::write(
+        &handler,
+        format!(
+            "#!/bin/sh\nexec python3 {}\n",
+            app.join("fake_handler.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (mut child, base) = up_with_host(&dir, &app, &[("CARGO_TARGET_DIR", &target)]).await;
+    let echo: serde_json::Value = http()
+        .get(format!("{base}/api/echo/hi"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        echo["path"], "/api/echo/hi",
+        "the handler in CARGO_TARGET_DIR answered"
+    );
+    let status = signal_and_reap(&mut child, "-TERM").await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn no_handler_anywhere_names_every_path_tried_and_the_build_command() {
+    let dir = temp_dir("up-no-handler");
+    let app = cargo_app(&dir);
+    let target = dir.join("empty-cache");
+    let output = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["up", "--no-azurite", "--host-port", "0", "--env-file"])
+        .arg(dir.join("env"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--app-root")
+        .arg(&app)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for tried in [
+        target.join("debug/handler"),
+        target.join("release/handler"),
+        app.join("handler"),
+    ] {
+        assert!(
+            stderr.contains(&tried.display().to_string()),
+            "{} not named: {stderr}",
+            tried.display()
+        );
+    }
+    assert!(stderr.contains("cargo build -p handler"), "{stderr}");
 }
 
 /// Even a `kill -9` of devstack leaves no child behind (PR_SET_PDEATHSIG).
