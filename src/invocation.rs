@@ -22,9 +22,57 @@ pub struct Invocation {
     pub body: Bytes,
     /// The host's `X-Azure-Functions-InvocationId` (see [`invocation_id`]).
     pub invocation_id: String,
-    /// The caller's W3C trace context: the request's own headers in forward
-    /// mode, the envelope's `Data.req.Headers` in payload mode.
+    /// The caller's W3C trace context: the request's own headers in proxy and
+    /// forward mode, the envelope's `Data.req.Headers` in payload mode.
     pub trace: TraceHeaders,
+    /// How the host delivered it.
+    pub protocol: Protocol,
+}
+
+/// How the Functions host delivered an invocation (A8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `enableProxyingHttpRequest`: the request itself, streamed (YARP).
+    Proxy,
+    /// `enableForwardingHttpRequest`: the request, buffered by the host.
+    Forward,
+    /// A `{Data, Metadata}` envelope.
+    Payload,
+}
+
+/// The header only proxy mode sets (to the same GUID as the host's
+/// `X-Azure-Functions-InvocationId`).
+pub const PROXY_INVOCATION_ID_HEADER: &str = "x-ms-invocation-id";
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Proxy => "proxy",
+            Protocol::Forward => "forward",
+            Protocol::Payload => "payload",
+        }
+    }
+
+    /// Proxy or forward mode, from the host's headers. In proxy mode the host
+    /// *overwrites* `X-Azure-Functions-InvocationId` and sets
+    /// `x-ms-invocation-id` to the same GUID; in forward mode it *appends* its
+    /// id to whatever the caller sent, so a caller cannot make a forwarded
+    /// request look proxied. Only labels and the response-size cap depend on
+    /// this, never an authorization decision.
+    pub fn of_request(headers: &HeaderMap) -> Self {
+        let single = |name: &str| {
+            let mut values = headers.get_all(name);
+            let first = values.next().and_then(|v| v.to_str().ok());
+            first.filter(|v| values.next().is_none() && uuid::Uuid::try_parse(v).is_ok())
+        };
+        match (
+            single(INVOCATION_ID_HEADER),
+            single(PROXY_INVOCATION_ID_HEADER),
+        ) {
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Protocol::Proxy,
+            _ => Protocol::Forward,
+        }
+    }
 }
 
 /// The trace context in a request's headers (values that aren't text are skipped).
@@ -190,6 +238,37 @@ mod tests {
             );
         }
         h
+    }
+
+    fn with_proxy_id(mut h: HeaderMap, value: &str) -> HeaderMap {
+        h.append(
+            PROXY_INVOCATION_ID_HEADER.parse().unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn proxy_mode_is_both_host_headers_with_one_guid() {
+        assert_eq!(
+            Protocol::of_request(&with_proxy_id(headers(&[HOST]), HOST)),
+            Protocol::Proxy
+        );
+        assert_eq!(Protocol::of_request(&headers(&[HOST])), Protocol::Forward);
+        // Forward mode appends the host's id to a caller's pair: not proxy.
+        assert_eq!(
+            Protocol::of_request(&with_proxy_id(headers(&[HOST, HOST]), HOST)),
+            Protocol::Forward
+        );
+        let other = "0b6c3a2e-1d4f-4e5a-8b7c-9d0e1f2a3b4c";
+        assert_eq!(
+            Protocol::of_request(&with_proxy_id(headers(&[HOST]), other)),
+            Protocol::Forward
+        );
+        assert_eq!(
+            Protocol::of_request(&with_proxy_id(headers(&[HOST]), "x")),
+            Protocol::Forward
+        );
     }
 
     #[test]

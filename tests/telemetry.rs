@@ -165,10 +165,12 @@ async fn spans_and_logs_carry_the_trace_and_never_a_secret() {
             .header("x-functions-key", FUNCTION_KEY)
             .header("traceparent", &traceparent)
             .header("tracestate", "vendor=opaque")
+            // As the host sends them in proxy mode: both ids, one GUID.
             .header(
                 "X-Azure-Functions-InvocationId",
                 "3f0c1a52-0d7e-4c53-9a4a-2f7c6f1a9b10",
             )
+            .header("x-ms-invocation-id", "3f0c1a52-0d7e-4c53-9a4a-2f7c6f1a9b10")
             .send()
             .await
             .unwrap()
@@ -199,6 +201,7 @@ async fn spans_and_logs_carry_the_trace_and_never_a_secret() {
             Some("3f0c1a52-0d7e-4c53-9a4a-2f7c6f1a9b10")
         );
         assert!(attr(s, "http.response.status_code").is_some());
+        assert_eq!(attr(s, "app.protocol").as_deref(), Some("proxy"));
     }
     assert!(servers.iter().any(|s| s.name == "GET /api/token"));
     // The failed app2 call: its server span names the problem and upstream status.
@@ -288,6 +291,9 @@ async fn spans_and_logs_carry_the_trace_and_never_a_secret() {
         .filter(|l| l.contains("request completed"))
         .collect();
     assert_eq!(completed.len(), 4, "logs were captured");
+    for line in &completed {
+        assert!(line.contains(r#""protocol":"proxy""#), "{line}");
+    }
     for line in &completed {
         assert!(
             line.starts_with(&format!("{{\"trace_id\":\"{TRACE_ID}\",\"span_id\":\"")),

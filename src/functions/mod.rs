@@ -159,8 +159,10 @@ pub async fn invoke(
         invocation.method.as_str(),
         spec.route_for(&invocation),
         &invocation.invocation_id,
+        invocation.protocol.as_str(),
         &invocation.trace,
     );
+    let protocol = invocation.protocol.as_str();
     let started = std::time::Instant::now();
     let outcome = (spec.run)(invocation, state.clone())
         .instrument(span.clone())
@@ -189,6 +191,7 @@ pub async fn invoke(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
         function = spec.name,
+        protocol,
         status,
         elapsed_ms,
         "request completed"

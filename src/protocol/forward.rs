@@ -1,8 +1,11 @@
-//! Forward mode: actix routes (with the `/api` prefix the host keeps) that turn
-//! the request into an [`Invocation`].
+//! Proxy and forward mode: actix routes (with the `/api` prefix the host
+//! keeps) that turn the request into an [`Invocation`]. Both modes deliver the
+//! request itself; [`Protocol::of_request`] tells them apart.
 
 use crate::functions::{self, FunctionSpec};
-use crate::invocation::{BodyError, Invocation, Reply, invocation_id, read_body, trace_of};
+use crate::invocation::{
+    BodyError, Invocation, Protocol, Reply, invocation_id, read_body, trace_of,
+};
 use crate::problem::Problem;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -61,6 +64,7 @@ async fn handle(
         body,
         invocation_id: invocation_id(req.headers()),
         trace: trace_of(req.headers()),
+        protocol: Protocol::of_request(req.headers()),
     };
     Reply::into_response(functions::invoke(spec, invocation, &state).await)
 }

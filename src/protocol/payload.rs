@@ -6,7 +6,9 @@
 //! and only an envelope that cannot be read at all is an HTTP 400.
 
 use crate::functions;
-use crate::invocation::{BodyError, Invocation, Reply, invocation_id, read_body, trace_of};
+use crate::invocation::{
+    BodyError, Invocation, Protocol, Reply, invocation_id, read_body, trace_of,
+};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 use actix_web::http::{
@@ -254,6 +256,7 @@ fn invocation_of(
         headers,
         body,
         invocation_id,
+        protocol: Protocol::Payload,
     })
 }
 

@@ -156,6 +156,7 @@ mod tests {
                 "GET",
                 "/api/health",
                 "id",
+                "proxy",
                 &TraceHeaders::default(),
             );
             let _in = span.enter();

@@ -27,6 +27,7 @@ impl Invocation {
         method: &str,
         route: &str,
         invocation_id: &str,
+        protocol: &str,
         trace: &TraceHeaders,
     ) -> Span {
         let span = tracing::info_span!(
@@ -40,6 +41,7 @@ impl Invocation {
             "faas.trigger" = "http",
             "faas.name" = function,
             "faas.invocation_id" = invocation_id,
+            "app.protocol" = protocol,
             "error.type" = Empty,
             "app.stage" = Empty,
             "app.problem.type" = Empty,
@@ -221,6 +223,7 @@ mod tests {
             PROBLEM_DETAIL,
             PROBLEM_FIX,
             UPSTREAM_STATUS,
+            PROTOCOL,
         ] {
             assert!(source.contains(&format!("\"{name}\" = ")), "{name}");
         }

@@ -70,11 +70,26 @@ fn host_json_validates_and_sets_what_the_handler_needs() {
         host["customHandler"]["description"]["defaultExecutablePath"],
         "handler"
     );
+    // Proxying (current hosts), with forwarding beside it for older hosts
+    // that ignore the new key.
+    assert_eq!(host["customHandler"]["enableProxyingHttpRequest"], true);
     assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
     assert_eq!(
         host["extensions"]["http"]["routePrefix"],
         handler::functions::ROUTE_PREFIX
     );
+}
+
+#[test]
+fn host_json_has_none_of_the_proxy_misspellings_the_host_ignores() {
+    let text = std::fs::read_to_string(root().join("host.json")).unwrap();
+    let host: Value = serde_json::from_str(&text).unwrap();
+    let custom = &host["customHandler"];
+    assert!(custom.get("enableHttpProxyingRequest").is_none());
+    assert!(custom["http"].get("enableProxying").is_none());
+    for misspelt in ["enableHttpProxyingRequest", "enableProxying\""] {
+        assert!(!text.contains(misspelt), "{misspelt} in host.json");
+    }
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub struct World {
     pub keys: Vec<String>,
     pub forward: String,
     pub payload: String,
+    /// host.json's own choice: proxy mode (the default teams run).
+    pub proxy: String,
     pub hosts: Vec<actix_web::web::Data<HostShared>>,
 }
 
@@ -49,6 +51,7 @@ pub const E2E_CONTAINERS: &[&str] = &[
     "app1-data",
     "e2e-forward",
     "e2e-payload",
+    "e2e-proxy",
     "okay",
     "binary",
     "binary-payload",
@@ -81,7 +84,7 @@ pub fn world() -> &'static World {
                 options.cache_dir = Some(root().join(".devstack/cache"));
                 let stack = Stack::start(options).await.expect("devstack starts");
                 let mut hosts = vec![];
-                for mode in [HostMode::Forward, HostMode::Payload] {
+                for mode in [HostMode::Forward, HostMode::Payload, HostMode::FromHostJson] {
                     let mut env = stack.handler_env();
                     env.push(("LOG_FORMAT".into(), "json".into()));
                     env.push(("RUST_LOG".into(), "trace".into()));
@@ -111,6 +114,7 @@ pub fn world() -> &'static World {
                         .collect(),
                     forward: hosts[0].url.clone(),
                     payload: hosts[1].url.clone(),
+                    proxy: hosts[2].url.clone(),
                     hosts: hosts.iter().map(|h| h.shared.clone()).collect(),
                 };
                 tx.send(world).unwrap();
@@ -124,10 +128,11 @@ pub fn world() -> &'static World {
     })
 }
 
-/// Both hosts, labelled.
-pub fn modes() -> [(&'static str, &'static str); 2] {
+/// Every host, labelled: proxy (host.json's choice), forward, payload.
+pub fn modes() -> [(&'static str, &'static str); 3] {
     let w = world();
     [
+        ("proxy", w.proxy.as_str()),
         ("forward", w.forward.as_str()),
         ("payload", w.payload.as_str()),
     ]
@@ -228,7 +233,8 @@ pub async fn scenario_world_with(
     let host = FunctionsHost::start(HostOptions {
         app_root: root(),
         port: 0,
-        mode: HostMode::Forward,
+        // As host.json says: proxy mode, what the demo and Azure run.
+        mode: HostMode::FromHostJson,
         enforce_keys: false,
         executable: Some(PathBuf::from(env!("CARGO_BIN_EXE_handler"))),
         platform_env: env,

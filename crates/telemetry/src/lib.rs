@@ -39,4 +39,6 @@ pub mod attr {
     pub const PROBLEM_FIX: &str = "app.problem.fix";
     /// The upstream's HTTP status behind a failure.
     pub const UPSTREAM_STATUS: &str = "app.upstream.status";
+    /// How the Functions host delivered the invocation: `proxy`, `forward` or `payload`.
+    pub const PROTOCOL: &str = "app.protocol";
 }

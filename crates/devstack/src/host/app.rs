@@ -16,6 +16,9 @@ pub struct HostConfig {
     pub worker_directory: String,
     pub arguments: Vec<String>,
     pub forwarding: bool,
+    /// `customHandler.enableProxyingHttpRequest` (that spelling only: the
+    /// host ignores `enableHttpProxyingRequest` and `http.enableProxying`).
+    pub proxying: bool,
     pub route_prefix: String,
     pub function_timeout: Option<Duration>,
     pub initialization_timeout: Duration,
@@ -122,6 +125,9 @@ impl FunctionApp {
                 .as_bool()
                 .unwrap_or(false)
                 || host_json.get("customHandler").is_none(),
+            proxying: host_json["customHandler"]["enableProxyingHttpRequest"]
+                .as_bool()
+                .unwrap_or(false),
             route_prefix: host_json["extensions"]["http"]["routePrefix"]
                 .as_str()
                 .unwrap_or("api")

@@ -1,5 +1,5 @@
 //! The front door on 127.0.0.1:7071: routing, function keys, and dispatch in
-//! forward or invocation-payload mode, following the host's rules (A7–A12).
+//! proxy, forward or invocation-payload mode, following the host's rules (A7–A12).
 
 use super::app::{AuthLevel, Function};
 use super::{HostMode, HostShared};
@@ -56,23 +56,47 @@ fn empty(status: StatusCode) -> HttpResponse {
     HttpResponse::build(status).finish()
 }
 
+/// How one invocation reaches the handler (A8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatch {
+    Proxy,
+    Forward,
+    Payload,
+}
+
+fn dispatch_for(function: &Function, host: &HostShared) -> Dispatch {
+    let http = function.http_in_and_out;
+    match host.mode {
+        HostMode::Payload => Dispatch::Payload,
+        HostMode::Forward if http => Dispatch::Forward,
+        HostMode::Proxy if http => Dispatch::Proxy,
+        HostMode::FromHostJson if http && host.app.host.proxying => Dispatch::Proxy,
+        HostMode::FromHostJson if http && host.app.host.forwarding => Dispatch::Forward,
+        _ => Dispatch::Payload,
+    }
+}
+
+/// Reads the whole body, as forward and payload modes need it.
+async fn buffered_body(payload: &mut web::Payload) -> Result<web::Bytes, HttpResponse> {
+    // Core Tools accepts up to 100 MB (Kestrel's limit).
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = futures_util::StreamExt::next(payload).await {
+        let Ok(chunk) = chunk else {
+            return Err(empty(StatusCode::BAD_REQUEST));
+        };
+        if buf.len() + chunk.len() > super::MAX_REQUEST_BODY {
+            return Err(empty(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
 pub async fn front_door(
     req: HttpRequest,
     mut payload: web::Payload,
     host: web::Data<HostShared>,
 ) -> HttpResponse {
-    // Read the body ourselves: Core Tools accepts up to 100 MB (Kestrel's limit).
-    let mut buf = web::BytesMut::new();
-    while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
-        let Ok(chunk) = chunk else {
-            return empty(StatusCode::BAD_REQUEST);
-        };
-        if buf.len() + chunk.len() > super::MAX_REQUEST_BODY {
-            return empty(StatusCode::PAYLOAD_TOO_LARGE);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    let body = buf.freeze();
     let prefix = &host.app.host.route_prefix;
     // Decide and dispatch on one path: dot segments (in any encoding) are
     // resolved first, as Kestrel does.
@@ -119,18 +143,33 @@ pub async fn front_door(
         }
     }
 
-    // A chunked request (no Content-Length) loses its body in these modes (case 17).
     let content_length = req
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if content_length.is_none() && !body.is_empty() {
-        tracing::error!(
-            "'Transfer-Encoding: chunked' header can not be used when content object is not specified."
-        );
-        return empty(StatusCode::INTERNAL_SERVER_ERROR);
-    }
+    let dispatch = dispatch_for(function, &host);
+    let body = if dispatch == Dispatch::Proxy {
+        // HttpRequestBodySizeMiddleware: a declared length over the limit is
+        // refused up front, with the host's current 500 (issue #10519).
+        if content_length.is_some_and(|n| n > host.body_limit) {
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        web::Bytes::new()
+    } else {
+        let body = match buffered_body(&mut payload).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        // A chunked request (no Content-Length) loses its body in these modes (case 17).
+        if content_length.is_none() && !body.is_empty() {
+            tracing::error!(
+                "'Transfer-Encoding: chunked' header can not be used when content object is not specified."
+            );
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        body
+    };
 
     let Some(port) = host
         .worker
@@ -140,13 +179,13 @@ pub async fn front_door(
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let invocation_id = uuid::Uuid::new_v4().to_string();
-    let payload = match host.mode {
-        HostMode::Payload => true,
-        HostMode::Forward => !function.http_in_and_out,
-        HostMode::FromHostJson => !(function.http_in_and_out && host.app.host.forwarding),
-    };
+    if dispatch == Dispatch::Proxy {
+        // The response streams for as long as it takes (YARP's activity
+        // timeout applies instead of the function timeout's wrapper here).
+        return proxy(&req, payload, port, &invocation_id, &host).await;
+    }
     let call = async {
-        if payload {
+        if dispatch == Dispatch::Payload {
             invoke_payload(
                 &req,
                 &body,
@@ -198,6 +237,144 @@ fn key_level(req: &HttpRequest, host: &HostShared) -> Option<AuthLevel> {
         Some(AuthLevel::Function)
     } else {
         None
+    }
+}
+
+/// Hop-by-hop headers a proxy never passes on (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Proxy mode (A10, A10b), as YARP with `HttpTransformer.Default` and the
+/// host's `ScriptInvocationRequestTransformer` do it: the path and query
+/// verbatim, `Host` replaced, `X-Forwarded-*` set, the invocation headers
+/// overwritten, the user agent untouched, bodies streamed both ways (request
+/// bodies counted against the limit), redirects not followed, and connection
+/// failures retried as `RetryProxyHandler` does.
+async fn proxy(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    port: u16,
+    invocation_id: &str,
+    host: &HostShared,
+) -> HttpResponse {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let url = format!("http://127.0.0.1:{port}{path_and_query}");
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut out = host.proxy_http.request(method, url);
+    const REPLACED: &[&str] = &[
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-prefix",
+        "x-azure-functions-hostversion",
+        "x-azure-functions-invocationid",
+        "x-ms-invocation-id",
+    ];
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || REPLACED.contains(&n) {
+            continue;
+        }
+        out = out.header(n, value.as_bytes());
+    }
+    let public_host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    out = out
+        .header("X-Forwarded-For", peer)
+        .header(
+            "X-Forwarded-Proto",
+            req.connection_info().scheme().to_owned(),
+        )
+        .header("X-Forwarded-Host", public_host)
+        .header("X-Azure-Functions-HostVersion", HOST_VERSION)
+        .header("X-Azure-Functions-InvocationId", invocation_id)
+        .header("x-ms-invocation-id", invocation_id);
+
+    // RetryProxyHandler: up to 10 attempts on connection failures, 50 ms
+    // doubling to at most 250 ms. Nothing of the body is read before a connection.
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1.. {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(_) => break,
+            Err(_) if attempt < 10 => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(250));
+            }
+            Err(_) => return empty(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    // actix's payload lives on this thread; a small channel carries it to
+    // reqwest, so at most a few chunks are in flight.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
+    let limit = host.body_limit;
+    actix_web::rt::spawn(async move {
+        let mut seen: u64 = 0;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
+            let item = match chunk {
+                Ok(chunk) => {
+                    seen += chunk.len() as u64;
+                    if seen > limit {
+                        Err(std::io::Error::other("request body over the host's limit"))
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    match out.body(reqwest::Body::wrap_stream(body)).send().await {
+        Ok(res) => {
+            let mut builder = HttpResponse::build(
+                StatusCode::from_u16(res.status().as_u16())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            );
+            for (name, value) in res.headers() {
+                let n = name.as_str();
+                if HOP_BY_HOP.contains(&n) || n == "content-length" {
+                    continue;
+                }
+                builder.append_header((n, value.as_bytes()));
+            }
+            let length = res.content_length();
+            let stream = res.bytes_stream();
+            match length {
+                // A declared length stays declared (Content-Length, not chunked).
+                Some(n) => builder.body(actix_web::body::SizedStream::new(n, stream)),
+                None => builder.streaming(stream),
+            }
+        }
+        // A forwarding error other than a client disconnect: 500.
+        Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 

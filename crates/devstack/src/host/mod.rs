@@ -1,6 +1,6 @@
 //! A Functions host stand-in (Azure Functions Core Tools cannot be installed
 //! here). It reads the app like the host, starts `handler` with the host's
-//! environment, and serves 127.0.0.1:7071 in forward or invocation-payload mode.
+//! environment, and serves 127.0.0.1:7071 in proxy, forward or invocation-payload mode.
 //!
 //! | file | what |
 //! |---|---|
@@ -30,13 +30,21 @@ use worker::{LaunchSpec, Worker};
 /// The largest request body the host accepts (Core Tools: 104857600 bytes).
 pub const MAX_REQUEST_BODY: usize = 104_857_600;
 
+/// The host's default request-body limit in every mode
+/// (`ScriptConstants.DefaultMaxRequestBodySize`), raised with the app setting
+/// `FUNCTIONS_REQUEST_BODY_SIZE_LIMIT` (A10b).
+pub const BODY_SIZE_LIMIT_SETTING: &str = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT";
+
 /// How HTTP functions are dispatched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HostMode {
-    /// As host.json says (`enableForwardingHttpRequest`).
-    #[value(skip)]
+    /// As host.json says, like the real host (`auto`): proxying wins over
+    /// forwarding for HTTP-in/out functions; everything else gets payloads.
+    #[value(name = "auto")]
     FromHostJson,
-    /// Forward HTTP-in/out functions as raw requests.
+    /// Proxy HTTP-in/out functions (YARP: verbatim, streamed both ways).
+    Proxy,
+    /// Forward HTTP-in/out functions as raw requests (the legacy mode).
     Forward,
     /// Send every invocation as a `{Data, Metadata}` payload.
     Payload,
@@ -78,6 +86,11 @@ pub struct HostShared {
     pub enforce_keys: bool,
     pub keys: Keys,
     pub http: reqwest::Client,
+    /// Proxy mode's client: no overall timeout (responses stream), YARP's
+    /// 240 s activity timeout instead.
+    pub proxy_http: reqwest::Client,
+    /// The request-body limit (`FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`, default 100 MB).
+    pub body_limit: u64,
     /// `Logs` from payload replies: (invocation id, line).
     pub logs: Mutex<Vec<(String, String)>>,
 }
@@ -123,6 +136,10 @@ impl FunctionsHost {
         env.insert("FUNCTIONS_HTTPWORKER_PORT".into(), worker_port.to_string());
         env.insert("FUNCTIONS_APP_ROOT_PATH".into(), root);
 
+        let body_limit = env
+            .get(BODY_SIZE_LIMIT_SETTING)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(MAX_REQUEST_BODY as u64);
         let spec = LaunchSpec::new(&app, options.executable.clone(), env, worker_port);
         tracing::info!(program = %spec.program, cwd = %spec.cwd.display(), port = worker_port, "starting the custom handler");
         let worker = Worker::start(spec);
@@ -146,6 +163,13 @@ impl FunctionsHost {
                 .no_deflate()
                 .timeout(timeout)
                 .build()?,
+            proxy_http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_gzip()
+                .no_deflate()
+                .read_timeout(Duration::from_secs(240))
+                .build()?,
+            body_limit,
             logs: Mutex::default(),
         });
         let data = shared.clone();

@@ -7,6 +7,8 @@ GET /                        404 (any answer means ready)
 /api/.../sleep               answers after 10 s
 /api/.../crash               the process dies mid-request
 /api/.../exit/<code>         answers, then exits with <code>
+/api/.../stream/<mib>        <mib> MiB in 1 MiB writes 10 ms apart (byte i = i % 251), then
+                             writes the file $FAKE_STARTS.stream-done
 anything else under /api/    echoes method, path, headers, body, env, cwd, argv
 POST /<FunctionName>         payload mode: echoes the envelope inside Outputs.res
 FAKE_MODE=never-bind|bind-late changes start-up; FAKE_STARTS counts starts.
@@ -47,7 +49,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self.read_chunked()
+        else:
+            body = self.rfile.read(length) if length else b""
         route = self.path.split("?")[0]
         if route == "/":
             return self.send(404, b"", None)
@@ -62,6 +67,23 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(201, bytes(range(256)) * 4, "application/octet-stream", [("X-Foo", "bar")])
         if route.endswith("/redirect"):
             return self.send(302, b"", None, [("Location", "/x")])
+        if "/stream/" in route:
+            mib = int(route.rsplit("/", 1)[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(mib << 20))
+            self.end_headers()
+            block = bytes(i % 251 for i in range(1 << 20))
+            try:
+                for _ in range(mib):
+                    self.wfile.write(block)
+                    self.wfile.flush()
+                    time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            with open(os.environ["FAKE_STARTS"] + ".stream-done", "w") as f:
+                f.write("done")
+            return
         if route.endswith("/fail"):
             return self.send(500, b"handler failed", "text/plain")
         if route.endswith("/sleep"):
@@ -82,6 +104,16 @@ class Handler(BaseHTTPRequestHandler):
             "argv": sys.argv[1:],
         }
         return self.send(200, json.dumps(echo).encode())
+
+    def read_chunked(self):
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                self.rfile.readline()
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
 

@@ -1,6 +1,8 @@
 //! The Functions host stand-in against a scripted handler (fake_handler.py):
 //! acceptance cases 1–29 of functions-host.md (case 30, packaging, is tested
-//! with the package command).
+//! with the package command); proxy mode's cases 31–40 are in `proxy.rs`.
+
+mod proxy;
 
 use devstack::host::worker::Status;
 use devstack::host::{FunctionsHost, HostMode, HostOptions};
@@ -16,6 +18,8 @@ struct Fixture {
 #[derive(Clone)]
 struct AppSpec {
     forwarding: bool,
+    /// More `customHandler` keys (proxying, or its misspellings).
+    custom_handler: Value,
     route_prefix: &'static str,
     function_timeout: &'static str,
     init_timeout: &'static str,
@@ -25,6 +29,7 @@ impl Default for AppSpec {
     fn default() -> Self {
         Self {
             forwarding: true,
+            custom_handler: json!({}),
             route_prefix: "api",
             function_timeout: "00:05:00",
             init_timeout: "00:00:10",
@@ -59,23 +64,24 @@ fn fixture(spec: &AppSpec) -> Fixture {
         root.join("fake_handler.py"),
     )
     .unwrap();
-    write(
-        &root.join("host.json"),
-        &json!({
-            "version": "2.0",
-            "customHandler": {
-                "description": {
-                    "defaultExecutablePath": "python3",
-                    "workingDirectory": "",
-                    "arguments": ["fake_handler.py", "--conn", "%FAKE_DB%", "--x %UNSET%"]
-                },
-                "enableForwardingHttpRequest": spec.forwarding,
-                "initializationTimeout": spec.init_timeout
+    let mut host_json = json!({
+        "version": "2.0",
+        "customHandler": {
+            "description": {
+                "defaultExecutablePath": "python3",
+                "workingDirectory": "",
+                "arguments": ["fake_handler.py", "--conn", "%FAKE_DB%", "--x %UNSET%"]
             },
-            "extensions": { "http": { "routePrefix": spec.route_prefix } },
-            "functionTimeout": spec.function_timeout
-        }),
-    );
+            "enableForwardingHttpRequest": spec.forwarding,
+            "initializationTimeout": spec.init_timeout
+        },
+        "extensions": { "http": { "routePrefix": spec.route_prefix } },
+        "functionTimeout": spec.function_timeout
+    });
+    for (k, v) in spec.custom_handler.as_object().into_iter().flatten() {
+        host_json["customHandler"][k] = v.clone();
+    }
+    write(&root.join("host.json"), &host_json);
     write(
         &root.join("local.settings.json"),
         &json!({"IsEncrypted": false, "Values": {"FUNCTIONS_WORKER_RUNTIME": "custom", "FROM_VALUES": "v", "FAKE_DB": "abc", "FROM_PLATFORM": "values-lose"}}),
