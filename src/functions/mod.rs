@@ -188,7 +188,8 @@ pub async fn invoke(
     };
     let status = reply.status.as_u16();
     crate::telemetry::InvocationSpan::finish(&span, status);
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // One decimal, as people read it (78.2, not 78.21000000000001).
+    let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     tracing::info!(
         function = spec.name,
         protocol,

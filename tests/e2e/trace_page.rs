@@ -1,5 +1,5 @@
 //! devstack's trace page in a real browser: headless Chromium (Debian's
-//! `chromium`, which `.ci/run` installs) loads the page for a run, and we read
+//! `chromium`, which `cargo xtask test` installs) loads the page for a run, and we read
 //! the DOM it drew and keep a screenshot.
 //!
 //! * a passing run draws host → app1 → identity → Key Vault → app2 → Blob, no hop red;
@@ -16,7 +16,7 @@ fn chromium() -> PathBuf {
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     assert!(
         path.exists(),
-        "{} is missing: install Debian's chromium package (.ci/run does), or set CHROMIUM",
+        "{} is missing: cargo xtask test installs Debian's chromium (or set CHROMIUM)",
         path.display()
     );
     path

@@ -2,7 +2,7 @@
 //! endpoint's status and message when there was one; [`IdentityError::kind`]
 //! is a stable classification an app can map to its own documentation.
 
-use crate::source::SourceKind;
+use crate::source_kind::SourceKind;
 use std::time::Duration;
 
 /// A stable classification of [`IdentityError`], for mapping to an app's own

@@ -8,6 +8,7 @@ mod response;
 mod retry;
 pub mod single_flight;
 mod source;
+mod source_kind;
 mod token_cache;
 mod transport;
 mod user_assigned;

@@ -2,7 +2,7 @@
 
 use super::error::IdentityError;
 use super::expires_on::parse_expires_on;
-use super::source::SourceKind;
+use super::source_kind::SourceKind;
 use super::transport::EndpointResponse;
 use azure_core::credentials::{AccessToken, Secret};
 use serde::Deserialize;

@@ -1,6 +1,7 @@
 //! The identity sources and the exact request each protocol expects.
 
 use crate::error::IdentityError;
+pub use crate::source_kind::SourceKind;
 use crate::transport::EndpointRequest;
 use crate::user_assigned::UserAssignedId;
 use azure_core::credentials::Secret;
@@ -9,40 +10,6 @@ use url::Url;
 
 /// The default IMDS token endpoint on VMs and AKS nodes.
 pub const IMDS_TOKEN_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
-
-/// Which protocol produced a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum SourceKind {
-    /// `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`, api-version 2019-08-01.
-    AppService,
-    /// `MSI_ENDPOINT` + `MSI_SECRET`, api-version 2017-09-01.
-    AppServiceLegacy,
-    /// The instance metadata service, api-version 2018-02-01.
-    Imds,
-}
-
-impl SourceKind {
-    /// A stable snake_case name (`app_service`, `app_service_legacy`, `imds`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AppService => "app_service",
-            Self::AppServiceLegacy => "app_service_legacy",
-            Self::Imds => "imds",
-        }
-    }
-}
-
-impl fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AppService => "App Service (2019-08-01)",
-            Self::AppServiceLegacy => "App Service legacy (2017-09-01)",
-            Self::Imds => "IMDS",
-        })
-    }
-}
 
 /// Where tokens come from: a protocol and its endpoint, chosen once.
 #[derive(Clone)]

@@ -49,6 +49,93 @@ pub fn cargo_target_dir(root: &Path) -> anyhow::Result<PathBuf> {
         .context("cargo metadata gave no target_directory")
 }
 
+/// Where the trace-page tests find Chromium (Debian's `chromium` package),
+/// unless `CHROMIUM` names another.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Makes sure the browser the tests need is there: Debian's `chromium`,
+/// installed with apt-get when missing (as root, or through sudo). Where it
+/// cannot be installed, the error says what is missing and the command.
+pub fn ensure_chromium() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CHROMIUM));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let install = "sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium";
+    if std::env::var_os("CHROMIUM").is_some() {
+        bail!("CHROMIUM names {}, which does not exist", path.display());
+    }
+    let has = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("apt-get") {
+        bail!(
+            "{CHROMIUM} is missing and this machine has no apt-get: install Chromium and set CHROMIUM to its path (on Debian or Ubuntu: {install})"
+        );
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let prefix: &[&str] = if root {
+        &[]
+    } else if has("sudo") {
+        &["sudo"]
+    } else {
+        bail!("{CHROMIUM} is missing, and installing it needs root: {install}");
+    };
+    eprintln!("installing Debian's chromium for the trace page tests (apt-get)…");
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all: Vec<&str> = prefix.to_vec();
+        all.extend_from_slice(args);
+        let ok = Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("running {}", all.join(" ")))?
+            .success();
+        if !ok {
+            bail!(
+                "`{}` failed; install Chromium yourself: {install}",
+                all.join(" ")
+            );
+        }
+        Ok(())
+    };
+    run(&["apt-get", "update", "-qq"])?;
+    run(&[
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "chromium",
+    ])?;
+    if !path.is_file() {
+        bail!("apt-get installed chromium, but {CHROMIUM} is still missing");
+    }
+    Ok(path)
+}
+
+/// `cargo xtask test`: what the tests need (Chromium), then
+/// `cargo test --workspace` with any further arguments.
+pub fn test(root: &Path, args: &[String]) -> anyhow::Result<std::process::ExitStatus> {
+    let chromium = ensure_chromium()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Command::new(cargo)
+        .args(["test", "--workspace"])
+        .args(args)
+        .env("CHROMIUM", chromium)
+        .current_dir(root)
+        .status()
+        .context("running cargo test --workspace")
+}
+
 /// `.funcignore` as a gitignore matcher (an absent file ignores nothing).
 pub fn funcignore(root: &Path) -> anyhow::Result<Gitignore> {
     let mut builder = GitignoreBuilder::new(root);

@@ -1,4 +1,4 @@
-//! `cargo xtask package` (alias in .cargo/config.toml).
+//! `cargo xtask test`, `cargo xtask package` (alias in .cargo/config.toml).
 
 use std::path::PathBuf;
 
@@ -32,6 +32,17 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Some("test") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            match xtask::test(&root, &args) {
+                Ok(status) if status.success() => std::process::ExitCode::SUCCESS,
+                Ok(_) => std::process::ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("xtask test: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some("package-app2") => match xtask::package_app2(&root) {
             Ok((zip, size)) => {
                 println!("wrote {} ({size} bytes)", zip.display());
@@ -47,7 +58,7 @@ fn main() -> std::process::ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: cargo xtask package | package-app2");
+            eprintln!("usage: cargo xtask test [cargo test args] | package | package-app2");
             std::process::ExitCode::from(2)
         }
     }
