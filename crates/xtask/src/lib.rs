@@ -127,7 +127,25 @@ pub fn ensure_chromium() -> anyhow::Result<PathBuf> {
 pub fn test(root: &Path, args: &[String]) -> anyhow::Result<std::process::ExitStatus> {
     let chromium = ensure_chromium()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // What `cargo run` set for this binary must not reach the build: crates
+    // that read these would be rebuilt, and rebuilt again by a plain `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
         .args(["test", "--workspace"])
         .args(args)
         .env("CHROMIUM", chromium)
