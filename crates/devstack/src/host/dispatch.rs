@@ -354,17 +354,7 @@ async fn proxy(
     });
     match out.body(reqwest::Body::wrap_stream(body)).send().await {
         Ok(res) => {
-            let mut builder = HttpResponse::build(
-                StatusCode::from_u16(res.status().as_u16())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            );
-            for (name, value) in res.headers() {
-                let n = name.as_str();
-                if HOP_BY_HOP.contains(&n) || n == "content-length" {
-                    continue;
-                }
-                builder.append_header((n, value.as_bytes()));
-            }
+            let mut builder = response_head(&res, HOP_BY_HOP);
             let length = res.content_length();
             let stream = res.bytes_stream();
             match length {
@@ -376,6 +366,22 @@ async fn proxy(
         // A forwarding error other than a client disconnect: 500.
         Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }
+}
+
+/// The handler's status and headers for the client, less `skipped` and
+/// `Content-Length` (the body sets its own).
+fn response_head(res: &reqwest::Response, skipped: &[&str]) -> actix_web::HttpResponseBuilder {
+    let mut builder = HttpResponse::build(
+        StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    for (name, value) in res.headers() {
+        let n = name.as_str();
+        if skipped.contains(&n) || n == "content-length" {
+            continue;
+        }
+        builder.append_header((n, value.as_bytes()));
+    }
+    builder
 }
 
 async fn forward(
@@ -422,20 +428,7 @@ async fn forward(
     }
     match out.send().await {
         Ok(res) => {
-            let mut builder = HttpResponse::build(
-                StatusCode::from_u16(res.status().as_u16())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            );
-            for (name, value) in res.headers() {
-                let n = name.as_str();
-                if ["transfer-encoding", "content-length", "connection"]
-                    .iter()
-                    .any(|h| n.eq_ignore_ascii_case(h))
-                {
-                    continue;
-                }
-                builder.append_header((n, value.as_bytes()));
-            }
+            let mut builder = response_head(&res, &["transfer-encoding", "connection"]);
             match res.bytes().await {
                 Ok(bytes) => builder.body(bytes),
                 Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),

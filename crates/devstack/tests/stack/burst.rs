@@ -94,16 +94,21 @@ async fn slow_issuer(jwks: serde_json::Value, fail: bool) -> (String, Arc<Atomic
     (url, fetches)
 }
 
-fn app2_token_and_audiences(s: &devstack::stack::Stack) -> (String, Vec<String>, Vec<String>) {
+/// app1's claims for app2, as the issuer would put them in a token now.
+fn app2_claims(s: &devstack::stack::Stack) -> serde_json::Value {
     let w = world(s);
     let audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
-    let claims = access_token_claims(
+    access_token_claims(
         &w,
         &w.app1,
         &audience,
         time::OffsetDateTime::now_utc().unix_timestamp(),
-    );
-    let token = s.identity.issuer.sign(&claims, TokenVersion::V1);
+    )
+}
+
+fn app2_token_and_audiences(s: &devstack::stack::Stack) -> (String, Vec<String>, Vec<String>) {
+    let w = world(s);
+    let token = s.identity.issuer.sign(&app2_claims(s), TokenVersion::V1);
     let issuers = vec![devstack::issuer::v1_issuer(&w.tenant_id)];
     (token, vec![w.app2.app_id_uri.clone()], issuers)
 }
@@ -181,15 +186,7 @@ async fn an_unknown_kid_after_a_successful_fetch_is_refused_without_refetching()
         .unwrap();
 
     let stranger = devstack::issuer::Issuer::generate().unwrap();
-    let w = world(&s);
-    let audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
-    let claims = access_token_claims(
-        &w,
-        &w.app1,
-        &audience,
-        time::OffsetDateTime::now_utc().unix_timestamp(),
-    );
-    let foreign = stranger.sign(&claims, TokenVersion::V1);
+    let foreign = stranger.sign(&app2_claims(&s), TokenVersion::V1);
     for _ in 0..10 {
         let outcome = validator.validate(&foreign, &audiences, &issuers).await;
         assert!(
