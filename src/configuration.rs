@@ -62,6 +62,9 @@ pub struct AzureSettings {
     /// Pins `x-ms-version` (e.g. for an older emulator); `None` uses the SDK's.
     pub storage_api_version: Option<String>,
     pub max_body_bytes: usize,
+    /// `MAX_UPLOAD_BYTES`: the largest blob a PUT may stream to Storage
+    /// (default 100 MB, the host's own request limit).
+    pub max_upload_bytes: u64,
     pub audit_container: ContainerName,
     /// `BLOB_CONTAINERS`: the only containers `blobs` may read and write.
     pub blob_containers: Vec<ContainerName>,
@@ -153,6 +156,7 @@ struct RawAzure {
     storage_account_url: Option<String>,
     storage_api_version: Option<String>,
     max_body_bytes: Option<String>,
+    max_upload_bytes: Option<String>,
     audit_container: Option<String>,
     blob_containers: Option<String>,
     token_allowed_resources: Option<String>,
@@ -386,6 +390,8 @@ impl RawAzure {
             expose_secret_values: flag("EXPOSE_SECRET_VALUES", &self.expose_secret_values)?,
             max_body_bytes: opt("MAX_BODY_BYTES", &self.max_body_bytes)?
                 .unwrap_or(10 * 1024 * 1024),
+            max_upload_bytes: opt("MAX_UPLOAD_BYTES", &self.max_upload_bytes)?
+                .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
             audit_container: named(
                 "AUDIT_CONTAINER",
                 self.audit_container.as_deref().unwrap_or("audit"),
@@ -419,6 +425,10 @@ impl RawAzure {
 
 /// The containers `blobs` may reach when `BLOB_CONTAINERS` is not set.
 pub const DEFAULT_BLOB_CONTAINERS: &str = "app1-data";
+
+/// The host's own default request-body limit (`FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`
+/// unset): an upload the host accepts is one the handler accepts by default.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 104_857_600;
 
 /// A setting's value parsed into its name type, or an error naming the setting.
 fn named<T>(

@@ -3,6 +3,7 @@
 //! (`protocol::forward`, `protocol::payload`) produce and consume these, and
 //! the functions see nothing else of HTTP.
 
+pub use crate::body_stream::BodyStream;
 use crate::problem::Problem;
 use crate::telemetry::TraceHeaders;
 use actix_web::http::{Method, StatusCode, header::HeaderMap};
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 
 /// One function call, independent of how the host delivered it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Invocation {
     pub function: &'static str,
     pub method: Method,
@@ -20,6 +21,9 @@ pub struct Invocation {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body not read yet, for a function that streams it (blob uploads
+    /// in proxy and forward mode, within their own limit); `body` is then empty.
+    pub body_stream: Option<BodyStream>,
     /// The host's `X-Azure-Functions-InvocationId` (see [`invocation_id`]).
     pub invocation_id: String,
     /// The caller's W3C trace context: the request's own headers in proxy and
@@ -82,6 +86,19 @@ pub fn trace_of(headers: &HeaderMap) -> TraceHeaders {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
     )
+}
+
+/// A response body sent as it arrives (proxy mode: the host streams it on),
+/// with its exact length.
+pub struct StreamedBody {
+    pub length: u64,
+    pub stream: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl std::fmt::Debug for StreamedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamedBody({} bytes)", self.length)
+    }
 }
 
 /// Why a request body could not be read.
@@ -159,12 +176,14 @@ impl Invocation {
 }
 
 /// A function's answer, independent of how it goes back to the host.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Sent instead of `body` when present (only proxy mode streams).
+    pub stream: Option<StreamedBody>,
 }
 
 impl Reply {
@@ -174,6 +193,7 @@ impl Reply {
             content_type: "application/json".into(),
             headers: vec![],
             body: Bytes::from(serde_json::to_vec(value).expect("serializable reply")),
+            stream: None,
         }
     }
 
@@ -187,6 +207,19 @@ impl Reply {
             content_type: content_type.into(),
             headers: vec![],
             body,
+            stream: None,
+        }
+    }
+
+    /// A body streamed to the caller as it arrives.
+    pub fn streamed(
+        status: StatusCode,
+        content_type: impl Into<String>,
+        body: StreamedBody,
+    ) -> Self {
+        Self {
+            stream: Some(body),
+            ..Self::bytes(status, content_type, Bytes::new())
         }
     }
 
@@ -196,6 +229,7 @@ impl Reply {
             content_type: String::new(),
             headers: vec![],
             body: Bytes::new(),
+            stream: None,
         }
     }
 
@@ -209,7 +243,10 @@ impl Reply {
         for (k, v) in self.headers {
             res.append_header((k, v));
         }
-        res.body(self.body)
+        match self.stream {
+            Some(s) => res.body(actix_web::body::SizedStream::new(s.length, s.stream)),
+            None => res.body(self.body),
+        }
     }
 
     pub fn from_problem(problem: &Problem) -> Self {
@@ -218,6 +255,7 @@ impl Reply {
             content_type: "application/problem+json".into(),
             headers: vec![],
             body: Bytes::from(serde_json::to_vec(problem).expect("serializable problem")),
+            stream: None,
         }
     }
 }

@@ -5,15 +5,17 @@
 //! | module | role |
 //! |---|---|
 //! | [`startup`] | binds 127.0.0.1, wires state and routes ([`Application`]) |
-//! | [`protocol`] | the adapters: forward mode and invocation payloads |
+//! | [`protocol`] | the adapters: proxy and forward mode, invocation payloads |
 //! | [`functions`] | one module per function folder; problems are built here, at the edge |
 //! | [`azure`] | the clients: Key Vault, Blob, app2; typed [`azure::ClientError`] |
 //! | [`identity`] | the credential chain over the `app-service-identity` crate |
 //!
 //! Shared below the adapters: [`invocation`], [`state`], [`names`],
-//! [`problem`], [`diagnosis`], [`configuration`], [`telemetry`], [`http_client`].
+//! [`problem`], [`diagnosis`], [`configuration`], [`telemetry`], [`http_client`],
+//! [`body_stream`].
 
 pub mod azure;
+pub mod body_stream;
 pub mod configuration;
 pub mod diagnosis;
 pub mod functions;

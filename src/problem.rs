@@ -77,6 +77,7 @@ problem_types! {
     ResourceNotAllowed => "resource-not-allowed",
     BlobExists => "blob-exists",
     BlobTooLarge => "blob-too-large",
+    RangeNotSatisfiable => "range-not-satisfiable",
 }
 
 impl ProblemType {
@@ -289,7 +290,18 @@ impl From<&ClientError> for Problem {
                 err.to_string(),
             )
             .stage(Stage::Request)
-            .hint("Raise MAX_BODY_BYTES, or read large blobs from Storage directly."),
+            .hint("The host buffers whole responses in forward and payload mode, so downloads stop at MAX_BODY_BYTES there. Turn on customHandler.enableProxyingHttpRequest in host.json (current hosts) and the handler streams blobs of any size; or raise MAX_BODY_BYTES."),
+            ClientError::UploadTooLarge { .. } => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ProblemType::PayloadTooLarge,
+                err.to_string(),
+            )
+            .stage(Stage::Request)
+            .hint("Raise MAX_UPLOAD_BYTES, and the host's FUNCTIONS_REQUEST_BODY_SIZE_LIMIT with it (both 100 MB by default)."),
+            ClientError::RequestBody { .. } => {
+                Problem::new(StatusCode::BAD_REQUEST, ProblemType::BadRequest, err.to_string())
+                    .stage(Stage::Request)
+            }
         }
     }
 }

@@ -124,7 +124,14 @@ fn layers_point_one_way() {
         );
     }
     // The edge types stay below the adapters and functions.
-    for edge_type in ["problem", "invocation", "state", "names", "configuration"] {
+    for edge_type in [
+        "problem",
+        "invocation",
+        "state",
+        "names",
+        "configuration",
+        "body_stream",
+    ] {
         for upper in ["startup", "protocol", "functions"] {
             assert!(
                 !edges[edge_type].contains(upper),

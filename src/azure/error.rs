@@ -59,13 +59,22 @@ pub enum ClientError {
         container: ContainerName,
         blob: BlobName,
     },
-    /// The blob is larger than the handler returns; nothing was buffered past the limit.
-    #[error("blob {container}/{blob} is larger than {limit} bytes, the most this function returns")]
+    /// The blob is larger than the handler returns in this mode; nothing was
+    /// buffered past the limit.
+    #[error(
+        "blob {container}/{blob} is larger than {limit} bytes, the most this function returns when the host buffers the response (forward and payload mode)"
+    )]
     BlobTooLarge {
         container: ContainerName,
         blob: BlobName,
         limit: usize,
     },
+    /// An upload passed `MAX_UPLOAD_BYTES`; nothing was committed.
+    #[error("the upload is larger than {limit} bytes (MAX_UPLOAD_BYTES); nothing was stored")]
+    UploadTooLarge { limit: u64 },
+    /// The caller's body broke off (or could not be read); nothing was committed.
+    #[error("could not read the request body ({reason}); nothing was stored")]
+    RequestBody { reason: String },
 }
 
 impl From<UpstreamError> for ClientError {
@@ -82,7 +91,9 @@ impl ClientError {
             Self::Upstream(u) => u.stage,
             Self::NotFound { stage, .. } | Self::NotConfigured { stage, .. } => *stage,
             Self::BlobExists { .. } => Stage::Storage,
-            Self::BlobTooLarge { .. } => Stage::Request,
+            Self::BlobTooLarge { .. } | Self::UploadTooLarge { .. } | Self::RequestBody { .. } => {
+                Stage::Request
+            }
         }
     }
 }

@@ -6,10 +6,11 @@
 //! there. Both checks run before any call to Storage.
 
 use super::Outcome;
+use crate::azure::ClientError;
 use crate::azure::Stage;
-use crate::azure::blobs::{ListPage, Write};
+use crate::azure::blobs::{BlobBody, ByteRange, ListPage, Opened, ReadOptions, Write};
 use crate::configuration::AzureSettings;
-use crate::invocation::{Invocation, Reply};
+use crate::invocation::{BodyStream, Invocation, Protocol, Reply, StreamedBody};
 use crate::names::{BlobName, ContainerName};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
@@ -40,22 +41,61 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
             })))
         }
         (&Method::GET, Some(name)) => {
-            let (body, content_type) = store
-                .get(container, name, state.limits.max_body_bytes)
-                .await?;
-            Ok(download(name.as_str(), content_type, body))
+            let options = ReadOptions {
+                range: byte_range(&inv),
+                if_none_match: if_none_match(&inv)?,
+            };
+            let body = match store.open(container, name, &options).await? {
+                Opened::Body(body) => body,
+                Opened::NotModified { etag } => {
+                    let mut reply = Reply::empty(StatusCode::NOT_MODIFIED);
+                    reply.headers.extend(etag.map(|e| ("ETag".to_owned(), e)));
+                    return Ok(reply);
+                }
+                Opened::Unsatisfiable { size } => return Ok(unsatisfiable(container, name, size)),
+            };
+            let head = Head::of(&body);
+            let content_type = safe_content_type(body.content_type.clone());
+            let status = if body.range.is_some() {
+                StatusCode::PARTIAL_CONTENT
+            } else {
+                StatusCode::OK
+            };
+            // Only proxy mode streams: forward and payload mode buffer the
+            // whole response in the host, so the handler caps them.
+            let reply = if inv.protocol == Protocol::Proxy {
+                let length = body.length;
+                Reply::streamed(
+                    status,
+                    content_type,
+                    StreamedBody {
+                        length,
+                        stream: body.stream,
+                    },
+                )
+            } else {
+                let bytes = body
+                    .collect(container, name, state.limits.max_body_bytes)
+                    .await?;
+                Reply::bytes(status, content_type, bytes)
+            };
+            Ok(download(name.as_str(), head.apply(reply)))
         }
         (&Method::PUT, Some(name)) => {
             let content_type = content_type_of(&inv)?;
-            let size = inv.body.len();
-            store
-                .put(
-                    container,
-                    name,
-                    &content_type,
-                    inv.body.clone(),
-                    Write::Overwrite,
-                )
+            let write = write_mode(&inv)?;
+            let limit = state.settings.max_upload_bytes;
+            let declared = inv
+                .header("content-length")
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ClientError::UploadTooLarge { limit }.into());
+            }
+            let body = inv
+                .body_stream
+                .unwrap_or_else(|| BodyStream::from_bytes(inv.body));
+            let size = store
+                .put_stream(container, name, &content_type, body, limit, write)
                 .await?;
             Ok(Reply::json(
                 StatusCode::CREATED,
@@ -183,21 +223,25 @@ fn is_active(essence: &str) -> bool {
         || essence.contains("ecmascript")
 }
 
-/// A stored blob as a response that cannot turn into a page of ours: the
-/// browser may not sniff it or run anything in it, and active types download.
-fn download(name: &str, content_type: Option<String>, body: bytes::Bytes) -> Reply {
-    let content_type = content_type
+/// A stored content type, if it is safe to send back as a header.
+fn safe_content_type(content_type: Option<String>) -> String {
+    content_type
         .filter(|t| {
             t.bytes().all(|b| (b' '..=b'~').contains(&b)) && t.len() <= MAX_CONTENT_TYPE_LEN
         })
-        .unwrap_or_else(|| "application/octet-stream".into());
-    let essence = content_type
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// A stored blob as a response that cannot turn into a page of ours: the
+/// browser may not sniff it or run anything in it, and active types download.
+fn download(name: &str, mut reply: Reply) -> Reply {
+    let essence = reply
+        .content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let mut reply = Reply::bytes(StatusCode::OK, content_type, body);
     reply
         .headers
         .push(("X-Content-Type-Options".into(), "nosniff".into()));
@@ -211,6 +255,123 @@ fn download(name: &str, content_type: Option<String>, body: bytes::Bytes) -> Rep
             .push(("Content-Disposition".into(), attachment(name)));
     }
     reply
+}
+
+/// What a download passes on from Storage: validators, ranges, the length.
+struct Head {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    content_range: Option<String>,
+}
+
+impl Head {
+    fn of(body: &BlobBody) -> Self {
+        Self {
+            etag: body.etag.clone(),
+            last_modified: body
+                .last_modified
+                .map(|t| httpdate::fmt_http_date(std::time::SystemTime::from(t))),
+            content_range: body
+                .range
+                .map(|(start, end)| format!("bytes {start}-{end}/{}", body.size)),
+        }
+    }
+
+    fn apply(self, mut reply: Reply) -> Reply {
+        reply.headers.push(("Accept-Ranges".into(), "bytes".into()));
+        let named = [
+            ("ETag", self.etag),
+            ("Last-Modified", self.last_modified),
+            ("Content-Range", self.content_range),
+        ];
+        for (name, value) in named {
+            if let Some(value) = value {
+                reply.headers.push((name.into(), value));
+            }
+        }
+        reply
+    }
+}
+
+/// 416, with the size the caller should have asked within.
+fn unsatisfiable(container: &ContainerName, name: &BlobName, size: u64) -> Reply {
+    let mut reply = Reply::from_problem(
+        &Problem::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ProblemType::RangeNotSatisfiable,
+            format!(
+                "blob {container}/{name} has {size} bytes; the requested range starts past its end"
+            ),
+        )
+        .stage(Stage::Request),
+    );
+    reply
+        .headers
+        .push(("Content-Range".into(), format!("bytes */{size}")));
+    reply
+}
+
+/// `Range: bytes=a-b | a- | -n`, one range only. Anything else (another unit,
+/// several ranges, `a > b`, or an `If-Range` we do not evaluate) is ignored
+/// and the whole blob is sent, as RFC 9110 §14.2 allows.
+fn byte_range(inv: &Invocation) -> Option<ByteRange> {
+    if inv.headers.contains_key("if-range") {
+        return None;
+    }
+    parse_byte_range(inv.header("range")?)
+}
+
+fn parse_byte_range(value: &str) -> Option<ByteRange> {
+    let (unit, spec) = value.trim().split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (first, last) {
+        ("", n) => number(n).map(ByteRange::Suffix),
+        (a, "") => number(a).map(|start| ByteRange::From { start, end: None }),
+        (a, b) => {
+            let (start, end) = (number(a)?, number(b)?);
+            (start <= end).then_some(ByteRange::From {
+                start,
+                end: Some(end),
+            })
+        }
+    }
+}
+
+/// `If-None-Match` on a read: an entity tag (or `*`) of visible ASCII.
+fn if_none_match(inv: &Invocation) -> Result<Option<String>, Problem> {
+    let Some(value) = inv.headers.get("if-none-match") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| (b' '..=b'~').contains(&b))
+        })
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| {
+            Problem::bad_request("If-None-Match must be an entity tag such as \"0x8DC…\" or *")
+        })
+}
+
+/// A PUT replaces by default; `If-None-Match: *` makes it create-only.
+fn write_mode(inv: &Invocation) -> Result<Write, Problem> {
+    match inv.header("if-none-match").map(str::trim) {
+        None => Ok(Write::Overwrite),
+        Some("*") => Ok(Write::CreateOnly),
+        Some(_) => Err(Problem::bad_request(
+            "a PUT takes only If-None-Match: * (create the blob only if it does not exist)",
+        )),
+    }
 }
 
 /// `attachment; filename="…"` with the blob's last segment, reduced to safe
@@ -243,6 +404,27 @@ mod tests {
         crate::configuration::Settings::from_sources(None, Default::default())
             .unwrap()
             .azure
+    }
+
+    #[test]
+    fn ranges_are_parsed_or_ignored() {
+        let from = |start, end| Some(ByteRange::From { start, end });
+        assert_eq!(parse_byte_range("bytes=0-99"), from(0, Some(99)));
+        assert_eq!(parse_byte_range("bytes=100-"), from(100, None));
+        assert_eq!(parse_byte_range("bytes=-500"), Some(ByteRange::Suffix(500)));
+        assert_eq!(parse_byte_range("Bytes = 5-5"), from(5, Some(5)));
+        for ignored in [
+            "bytes=9-1",
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
+            "bytes",
+        ] {
+            assert_eq!(parse_byte_range(ignored), None, "{ignored}");
+        }
     }
 
     #[test]
@@ -284,7 +466,14 @@ mod tests {
             "text/javascript",
             "application/rss+xml",
         ] {
-            let r = download("dir/x\".html", Some(active.into()), bytes::Bytes::new());
+            let r = download(
+                "dir/x\".html",
+                Reply::bytes(
+                    StatusCode::OK,
+                    safe_content_type(Some(active.into())),
+                    bytes::Bytes::new(),
+                ),
+            );
             let header = |n: &str| {
                 r.headers
                     .iter()
@@ -302,7 +491,10 @@ mod tests {
                 Some("default-src 'none'; sandbox")
             );
         }
-        let plain = download("a.txt", Some("text/plain".into()), bytes::Bytes::new());
+        let plain = download(
+            "a.txt",
+            Reply::bytes(StatusCode::OK, "text/plain", bytes::Bytes::new()),
+        );
         assert!(
             plain
                 .headers
@@ -315,7 +507,10 @@ mod tests {
                 .iter()
                 .any(|(k, v)| k == "X-Content-Type-Options" && v == "nosniff")
         );
-        let odd = download("a", Some("text/plain\u{7f}".into()), bytes::Bytes::new());
-        assert_eq!(odd.content_type, "application/octet-stream");
+        assert_eq!(
+            safe_content_type(Some("text/plain\u{7f}".into())),
+            "application/octet-stream"
+        );
+        assert_eq!(safe_content_type(None), "application/octet-stream");
     }
 }

@@ -92,6 +92,10 @@ pub struct FunctionSpec {
     pub routes: &'static [(&'static str, &'static str)],
     /// Whether the function reads request headers (the adapters copy them only then).
     pub reads_headers: bool,
+    /// Whether the function streams the request body itself (proxy and
+    /// forward mode), within a limit of its own, instead of the adapter
+    /// reading it whole within `MAX_BODY_BYTES`.
+    pub streams_body: bool,
     run: Run,
 }
 
@@ -100,12 +104,14 @@ pub static ALL: &[FunctionSpec] = &[
         name: "health",
         routes: &[("GET", "/api/health")],
         reads_headers: false,
+        streams_body: false,
         run: |i, s| Box::pin(health::run(i, s)),
     },
     FunctionSpec {
         name: "token",
         routes: &[("GET", "/api/token")],
         reads_headers: false,
+        streams_body: false,
         run: |i, s| Box::pin(token::run(i, s)),
     },
     FunctionSpec {
@@ -115,6 +121,7 @@ pub static ALL: &[FunctionSpec] = &[
             ("GET", "/api/secrets/{name}/{version}"),
         ],
         reads_headers: false,
+        streams_body: false,
         run: |i, s| Box::pin(secrets::run(i, s)),
     },
     FunctionSpec {
@@ -126,18 +133,21 @@ pub static ALL: &[FunctionSpec] = &[
             ("DELETE", "/api/blobs/{container}/{name:.*}"),
         ],
         reads_headers: true,
+        streams_body: true,
         run: |i, s| Box::pin(blobs::run(i, s)),
     },
     FunctionSpec {
         name: "app2",
         routes: &[("GET", "/api/app2"), ("GET", "/api/app2/{path:.*}")],
         reads_headers: false,
+        streams_body: false,
         run: |i, s| Box::pin(app2::run(i, s)),
     },
     FunctionSpec {
         name: "flow",
         routes: &[("POST", "/api/flow")],
         reads_headers: false,
+        streams_body: false,
         run: |i, s| Box::pin(flow::run(i, s)),
     },
 ];

@@ -4,7 +4,7 @@
 
 use crate::functions::{self, FunctionSpec};
 use crate::invocation::{
-    BodyError, Invocation, Protocol, Reply, invocation_id, read_body, trace_of,
+    BodyError, BodyStream, Invocation, Protocol, Reply, invocation_id, read_body, trace_of,
 };
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -32,16 +32,21 @@ async fn handle(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let limit = state.limits.max_body_bytes;
-    let body = match read_body(payload, limit).await {
-        Ok(body) => body,
-        Err(e) => {
-            let problem = match e {
-                BodyError::TooLarge => Problem::payload_too_large(limit),
-                BodyError::Broken(e) => {
-                    Problem::bad_request(format!("could not read the request body: {e}"))
-                }
-            };
-            return Reply::into_response(Reply::from_problem(&problem));
+    let (body, body_stream) = if spec.streams_body {
+        let chunks = futures::StreamExt::map(payload, |chunk| chunk.map_err(|e| e.to_string()));
+        (Default::default(), Some(BodyStream::new(chunks)))
+    } else {
+        match read_body(payload, limit).await {
+            Ok(body) => (body, None),
+            Err(e) => {
+                let problem = match e {
+                    BodyError::TooLarge => Problem::payload_too_large(limit),
+                    BodyError::Broken(e) => {
+                        Problem::bad_request(format!("could not read the request body: {e}"))
+                    }
+                };
+                return Reply::into_response(Reply::from_problem(&problem));
+            }
         }
     };
     let invocation = Invocation {
@@ -62,6 +67,7 @@ async fn handle(
             Default::default()
         },
         body,
+        body_stream,
         invocation_id: invocation_id(req.headers()),
         trace: trace_of(req.headers()),
         protocol: Protocol::of_request(req.headers()),

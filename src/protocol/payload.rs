@@ -255,6 +255,7 @@ fn invocation_of(
         trace: trace_of(&headers),
         headers,
         body,
+        body_stream: None,
         invocation_id,
         protocol: Protocol::Payload,
     })
@@ -262,17 +263,19 @@ fn invocation_of(
 
 /// The reply envelope: `{"Outputs":{"res":{statusCode, headers, body}}, "Logs":[…]}`.
 pub fn outputs(reply: Reply, logs: Vec<String>) -> Value {
-    let reply = match String::from_utf8(reply.body.to_vec()) {
-        Ok(_) => reply,
+    let text = reply.stream.is_none() && std::str::from_utf8(&reply.body).is_ok();
+    let reply = if text {
+        reply
+    } else {
         // Binary bodies cannot cross this mode (Azure/azure-functions-host#8622).
-        Err(_) => Reply::from_problem(
+        Reply::from_problem(
             &Problem::new(
                 StatusCode::NOT_ACCEPTABLE,
                 ProblemType::BinaryInPayloadMode,
-                "this response is binary, and invocation-payload mode can only return text; enable enableForwardingHttpRequest (or proxying) for binary downloads",
+                "this response is binary, and invocation-payload mode can only return text; give the function exactly one httpTrigger in and one http out, with enableProxyingHttpRequest on, for binary downloads",
             )
             .stage(crate::problem::Stage::Request),
-        ),
+        )
     };
     let mut headers = Map::new();
     if !reply.content_type.is_empty() {

@@ -329,7 +329,21 @@ async fn bad_blob_names_and_oversized_bodies_are_4xx() {
             .await;
             problem(&got, 400, "request");
         }
-        let big = vec![b'z'; 1024 * 1024 + 1];
+        // Uploads stream within MAX_UPLOAD_BYTES (2 MiB here); payload mode
+        // reads the envelope whole, within MAX_BODY_BYTES (1 MiB).
+        let over_body_limit = vec![b'y'; 1024 * 1024 + 1];
+        let got = send(
+            Method::PUT,
+            format!("{base}/api/blobs/okay/medium.txt"),
+            Some(("text/plain", over_body_limit)),
+        )
+        .await;
+        if mode == "payload" {
+            problem(&got, 413, "request");
+        } else {
+            assert_eq!(got.status, 201, "{mode}: {}", got.text());
+        }
+        let big = vec![b'z'; 2 * 1024 * 1024 + 1];
         let got = send(
             Method::PUT,
             format!("{base}/api/blobs/okay/big.txt"),
@@ -383,7 +397,7 @@ async fn binary_upload_works_in_payload_mode_but_download_is_refused_clearly() {
     assert_eq!(via_forward.body.as_ref(), &[0, 255, 1, 254]);
     let got = get(url).await;
     assert_eq!(got.status, 406, "{}", got.text());
-    assert!(got.text().contains("enableForwardingHttpRequest"));
+    assert!(got.text().contains("enableProxyingHttpRequest"));
 }
 
 #[tokio::test]

@@ -89,6 +89,7 @@ pub fn world() -> &'static World {
                     env.push(("LOG_FORMAT".into(), "json".into()));
                     env.push(("RUST_LOG".into(), "trace".into()));
                     env.push(("MAX_BODY_BYTES".into(), (1024 * 1024).to_string()));
+                    env.push(("MAX_UPLOAD_BYTES".into(), (2 * 1024 * 1024).to_string()));
                     env.retain(|(k, _)| k != "BLOB_CONTAINERS");
                     env.push(("BLOB_CONTAINERS".into(), E2E_CONTAINERS.join(",")));
                     let host = FunctionsHost::start(HostOptions {

@@ -1,5 +1,5 @@
 //! End to end: the real `handler` binary, started by the Functions host
-//! stand-in (forward and invocation-payload mode), against devstack's identity
+//! stand-in (proxy, forward and invocation-payload mode), against devstack's identity
 //! endpoint, Key Vault, EasyAuth gate + app2, and Azurite.
 mod demo;
 mod functions;
@@ -9,5 +9,6 @@ mod interop;
 mod keyvault;
 mod scenarios;
 mod secrecy;
+mod streaming;
 mod trace_page;
 mod trace_tree;
