@@ -18,9 +18,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/{function}", web::post().to(handle));
@@ -75,12 +75,44 @@ async fn handle(
     HttpResponse::Ok().json(outputs(reply, vec![log]))
 }
 
+/// Envelope objects (the envelope, `Data`, `Data.req`) have a handful of
+/// members; more is not an envelope the host wrote.
+const MAX_MEMBERS: usize = 64;
+/// `Query` and `Params` entries: a URL is at most 4 KB in Azure (A7).
+const MAX_PAIRS: usize = 1_000;
+/// Kestrel's `MaxRequestHeaderCount`, and as many values for one header.
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_VALUES: usize = 100;
+
 /// A JSON object's members, read without building a `serde_json::Value`: each
 /// value stays a slice of the request body until it is parsed into its type, so
 /// a large envelope costs about its own size, not a tree many times larger.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Members<'a>(#[serde(borrow)] HashMap<String, &'a RawValue>);
+/// Every shape below is read by a visitor that looks at the JSON it meets,
+/// never by `#[serde(untagged)]` (which buffers the whole value first).
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an object of at most {MAX_MEMBERS} members")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = vec![];
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    if members.len() == MAX_MEMBERS {
+                        return Err(serde::de::Error::custom("too many members"));
+                    }
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
 
 impl<'a> Members<'a> {
     fn parse(raw: &'a RawValue) -> Option<Self> {
@@ -101,57 +133,182 @@ impl<'a> Members<'a> {
     }
 }
 
-/// A JSON scalar as text (the host writes numbers and booleans unquoted).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Text(String),
-    Number(serde_json::Number),
-    Bool(bool),
-}
+/// A JSON scalar as text (the host writes numbers and booleans unquoted);
+/// `null` is `None`, and an object or array is the wrong shape.
+struct Scalar(Option<String>);
 
-impl Scalar {
-    fn into_text(self) -> String {
-        match self {
-            Scalar::Text(s) => s,
-            Scalar::Number(n) => n.to_string(),
-            Scalar::Bool(b) => b.to_string(),
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl Visitor<'_> for Visit {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(None))
+            }
         }
+        d.deserialize_any(Visit)
     }
 }
 
-/// One header's values: an array (current hosts) or a single value.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum HeaderValues {
-    Many(Vec<Option<Scalar>>),
-    One(Option<Scalar>),
+/// A bounded list read from JSON: at most `N` items are kept; past that the
+/// rest is skipped (parsed, never stored) and the list is marked too long.
+struct Bounded<T> {
+    items: Vec<T>,
+    too_many: bool,
 }
 
 /// `Query` and `Params`: an object of scalars, or (very old hosts) that object
 /// JSON-encoded in a string.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Pairs {
-    Object(HashMap<String, Option<Scalar>>),
-    Encoded(String),
-}
+struct Pairs(Bounded<(String, String)>);
 
-impl Pairs {
-    fn into_pairs(self) -> impl Iterator<Item = (String, String)> {
-        let map = match self {
-            Pairs::Object(m) => m,
-            Pairs::Encoded(s) => serde_json::from_str(&s).unwrap_or_default(),
-        };
-        map.into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v.into_text())))
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of scalars, or one encoded in a string")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut items = vec![];
+                let mut too_many = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    if items.len() == MAX_PAIRS {
+                        too_many = true;
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    if let Scalar(Some(value)) = map.next_value::<Scalar>()? {
+                        items.push((key, value));
+                    }
+                }
+                Ok(Pairs(Bounded { items, too_many }))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Pairs, E> {
+                serde_json::from_str(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
-fn pairs(req: &Members<'_>, name: &str) -> Vec<(String, String)> {
-    req.typed::<Pairs>(name)
-        .map(|p| p.into_pairs().collect())
-        .unwrap_or_default()
+/// `Headers`: each name with an array of values (current hosts) or one value.
+struct Headers(Bounded<(String, Vec<String>)>);
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Values(Bounded<String>);
+        impl<'de> Deserialize<'de> for Values {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Visit;
+                impl<'de> Visitor<'de> for Visit {
+                    type Value = Values;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a header value, or an array of them")
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
+                        let mut items = vec![];
+                        let mut too_many = false;
+                        loop {
+                            if items.len() == MAX_HEADER_VALUES {
+                                while seq.next_element::<IgnoredAny>()?.is_some() {
+                                    too_many = true;
+                                }
+                                break;
+                            }
+                            match seq.next_element::<Scalar>()? {
+                                Some(Scalar(Some(v))) => items.push(v),
+                                Some(Scalar(None)) => {}
+                                None => break,
+                            }
+                        }
+                        Ok(Values(Bounded { items, too_many }))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Values, E> {
+                        Ok(one(Some(v.to_owned())))
+                    }
+                    fn visit_i64<E>(self, v: i64) -> Result<Values, E> {
+                        Ok(one(Some(v.to_string())))
+                    }
+                    fn visit_u64<E>(self, v: u64) -> Result<Values, E> {
+                        Ok(one(Some(v.to_string())))
+                    }
+                    fn visit_f64<E>(self, v: f64) -> Result<Values, E> {
+                        Ok(one(Some(v.to_string())))
+                    }
+                    fn visit_bool<E>(self, v: bool) -> Result<Values, E> {
+                        Ok(one(Some(v.to_string())))
+                    }
+                    fn visit_unit<E>(self) -> Result<Values, E> {
+                        Ok(one(None))
+                    }
+                }
+                fn one(v: Option<String>) -> Values {
+                    Values(Bounded {
+                        items: v.into_iter().collect(),
+                        too_many: false,
+                    })
+                }
+                d.deserialize_any(Visit)
+            }
+        }
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of header values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+                let mut items = vec![];
+                let mut too_many = false;
+                while let Some(name) = map.next_key::<String>()? {
+                    if items.len() == MAX_HEADERS {
+                        too_many = true;
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    let Values(values) = map.next_value()?;
+                    too_many |= values.too_many;
+                    items.push((name, values.items));
+                }
+                Ok(Headers(Bounded { items, too_many }))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// `Data.req.<name>` as pairs: absent or the wrong shape is none (as the host
+/// would never send it); more than a URL can hold is a 400.
+fn pairs(req: &Members<'_>, name: &str) -> Result<Vec<(String, String)>, Problem> {
+    match req.typed::<Pairs>(name) {
+        None => Ok(vec![]),
+        Some(Pairs(b)) if b.too_many => Err(Problem::bad_request(format!(
+            "Data.req.{name} has more than {MAX_PAIRS} entries; a request URL cannot carry that many"
+        ))),
+        Some(Pairs(b)) => Ok(b.items),
+    }
 }
 
 /// The envelope's top level; failing here means the body is not an envelope at all.
@@ -188,8 +345,8 @@ fn invocation_of(
         .and_then(Members::parse)
         .or_else(|| {
             data.0
-                .values()
-                .filter_map(|v| Members::parse(v))
+                .iter()
+                .filter_map(|(_, v)| Members::parse(v))
                 .find(|m| m.get("Method").is_some())
         })
         .ok_or_else(|| {
@@ -201,17 +358,18 @@ fn invocation_of(
         .ok_or_else(|| Problem::bad_request("Data.req.Method is missing or invalid"))?;
 
     let mut headers = HeaderMap::new();
-    let raw_headers: HashMap<String, HeaderValues> = req.typed("Headers").unwrap_or_default();
-    for (name, values) in raw_headers {
+    let raw_headers = req.typed::<Headers>("Headers").map(|h| h.0);
+    if raw_headers.as_ref().is_some_and(|h| h.too_many) {
+        return Err(Problem::bad_request(format!(
+            "Data.req.Headers has more than {MAX_HEADERS} headers or {MAX_HEADER_VALUES} values for one; the host never sends that many"
+        )));
+    }
+    for (name, values) in raw_headers.map(|h| h.items).unwrap_or_default() {
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             continue;
         };
-        let values = match values {
-            HeaderValues::Many(items) => items,
-            HeaderValues::One(item) => vec![item],
-        };
-        for v in values.into_iter().flatten() {
-            if let Ok(v) = HeaderValue::from_str(&v.into_text()) {
+        for v in values {
+            if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.append(name.clone(), v);
             }
         }
@@ -250,8 +408,8 @@ fn invocation_of(
     Ok(Invocation {
         function,
         method,
-        params: pairs(&req, "Params").into_iter().collect(),
-        query: pairs(&req, "Query"),
+        params: pairs(&req, "Params")?.into_iter().collect(),
+        query: pairs(&req, "Query")?,
         trace: trace_of(&headers),
         headers,
         body,
@@ -298,6 +456,78 @@ pub fn outputs(reply: Reply, logs: Vec<String>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_req(req: Value) -> Result<Invocation, Problem> {
+        let envelope = json!({"Data": {"req": req}, "Metadata": {}}).to_string();
+        invocation_from("blobs", envelope.as_bytes(), "id".into())
+    }
+
+    #[test]
+    fn adversarial_shapes_are_read_in_bounds_or_refused_cheaply() {
+        let wide: Vec<u32> = (0..100_000).collect();
+        // A wide array where an object belongs is the wrong shape: ignored, as before.
+        let inv = with_req(json!({"Method": "GET", "Query": wide, "Params": wide})).unwrap();
+        assert!(inv.query.is_empty() && inv.params.is_empty());
+        // More entries than a URL can hold: 400.
+        let many: Map<String, Value> = (0..5_000).map(|i| (format!("k{i}"), json!(i))).collect();
+        for member in ["Query", "Params"] {
+            let p = with_req(json!({"Method": "GET", member: many})).unwrap_err();
+            assert_eq!(p.status, 400, "{member}");
+            assert!(p.detail.contains(member), "{}", p.detail);
+        }
+        // Headers: more names, or more values for one, than the host sends.
+        let names: Map<String, Value> = (0..500)
+            .map(|i| (format!("x-h{i}"), json!(["v"])))
+            .collect();
+        assert_eq!(
+            with_req(json!({"Method": "GET", "Headers": names}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        let values = json!({"X-Wide": wide});
+        assert_eq!(
+            with_req(json!({"Method": "GET", "Headers": values}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        // Many members in the envelope's own objects: not an envelope.
+        let mut req = many.clone();
+        req.insert("Method".into(), json!("GET"));
+        assert_eq!(with_req(Value::Object(req)).unwrap_err().status, 400);
+        // Deep nesting: Identities is never parsed (it stays a slice of the
+        // envelope); in Query it is the wrong shape, stopped at serde_json's
+        // depth limit and ignored.
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        for member in ["Identities", "Query"] {
+            let envelope = format!(
+                r#"{{"Data":{{"req":{{"Method":"GET","{member}":{deep}}}}},"Metadata":{{}}}}"#
+            );
+            let inv = invocation_from("blobs", envelope.as_bytes(), "id".into()).unwrap();
+            assert!(inv.query.is_empty(), "{member}");
+        }
+        // A long string stays one string.
+        let long = "a".repeat(1 << 20);
+        let inv = with_req(json!({"Method": "GET", "Query": {"q": long}})).unwrap();
+        assert_eq!(inv.query[0].1.len(), 1 << 20);
+        // Scalars of every kind are text; null values are skipped.
+        let inv = with_req(
+            json!({"Method": "GET", "Query": {"n": 1.5, "b": true, "z": null},
+                                  "Headers": {"X-One": 7, "X-None": null}}),
+        )
+        .unwrap();
+        let mut query = inv.query.clone();
+        query.sort();
+        assert_eq!(
+            query,
+            [("b".into(), "true".into()), ("n".into(), "1.5".into())]
+        );
+        assert_eq!(inv.header("x-one"), Some("7"));
+        // Old hosts: the object JSON-encoded in a string.
+        let inv = with_req(json!({"Method": "GET", "Query": "{\"a\":\"1\"}"})).unwrap();
+        assert_eq!(inv.query, [("a".into(), "1".into())]);
+    }
 
     #[test]
     fn reads_the_documented_envelope() {

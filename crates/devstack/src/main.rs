@@ -85,6 +85,10 @@ struct DemoArgs {
     /// Build and run the release handler instead of the debug one.
     #[arg(long)]
     release: bool,
+    /// Show the stack's and the handler's log lines live, instead of writing
+    /// them to `<state-dir>/demo.log`.
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(clap::Args)]
@@ -99,16 +103,50 @@ struct UpArgs {
     no_host: bool,
 }
 
+/// Where the stack's log lines (devstack's own and the handler's console) go:
+/// stderr, or for the demo a file it names, so its report stands alone.
+fn init_logs(to_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,actix_server=warn".into());
+    match to_file {
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating the log file {}", path.display()))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init()
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let log_file = match &cli.command {
+        Command::Demo(args) if !args.verbose => Some(args.stack.state_dir.join("demo.log")),
+        _ => None,
+    };
+    if let Err(err) = init_logs(log_file.as_deref()) {
+        eprintln!("devstack: {err:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    if let Some(path) = &log_file {
+        eprintln!(
+            "logs: {} (--verbose shows them here instead)",
+            path.display()
+        );
+    }
+    let result = match cli.command {
         Command::Up(args) => up(args).await,
         Command::Demo(args) => demo(args).await,
         Command::Scenarios => {
@@ -209,6 +247,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         stack: args,
         stay,
         release,
+        ..
     } = args;
     let profile = if release {
         Profile::Release

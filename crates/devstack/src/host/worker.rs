@@ -317,7 +317,7 @@ fn pipe_console(child: &mut Child, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[handler] {line}");
+                tracing::info!(target: "handler", "{line}");
                 shared.console.lock().unwrap().push(ConsoleLine {
                     level: "Information",
                     text: line,
@@ -334,7 +334,7 @@ fn pipe_console(child: &mut Child, shared: Arc<Shared>) {
                 } else {
                     "Error"
                 };
-                eprintln!("[handler:{level}] {line}");
+                tracing::warn!(target: "handler", level, "{line}");
                 shared
                     .console
                     .lock()

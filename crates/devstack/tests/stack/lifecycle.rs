@@ -353,3 +353,54 @@ async fn a_killed_devstack_takes_its_children_with_it() {
     let status = signal_and_reap(&mut child, "-KILL").await;
     assert!(!status.success());
 }
+
+/// `devstack demo` prints its report on stdout and writes the stack's and the
+/// handler's log lines to the file it names (`--verbose` shows them instead).
+#[tokio::test]
+async fn demo_writes_the_logs_to_a_file_and_prints_only_its_report() {
+    let dir = temp_dir("demo-logs");
+    let app = scripted_app(&dir, "python3", &["fake_handler.py"]);
+    let python = std::process::Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args([
+            "demo",
+            "--no-azurite",
+            "--host-port",
+            "0",
+            "--handler",
+            &python,
+        ])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--app-root")
+        .arg(&app)
+        .env("FAKE_STARTS", dir.join("starts.txt"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let log = dir.join("state/demo.log");
+    assert!(
+        stderr.contains(&format!("logs: {}", log.display())),
+        "{stderr}"
+    );
+    assert!(stdout.contains("POST /api/flow"), "the report: {stdout}");
+    assert!(stdout.contains("trace "), "and the trace link: {stdout}");
+    // The scripted handler prints "hello" and "warning x" when it starts.
+    for line in ["hello", "warning x"] {
+        assert!(
+            !stdout.contains(line) && !stderr.contains(line),
+            "{line} on the console"
+        );
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("hello") && logged.contains("warning x"),
+        "{logged}"
+    );
+    assert!(!logged.contains('\u{1b}'), "no colour codes in the file");
+}
