@@ -1,6 +1,8 @@
 //! Speed and memory figures for the handler (`cargo bench --bench handler`).
 //! Prints a table; asserts nothing about timings.
 
+mod common;
+use common::rss_kib;
 use handler::Application;
 use handler::configuration::Settings;
 use serde_json::json;
@@ -52,19 +54,6 @@ async fn load(make: Make, total: usize, concurrency: usize) -> (f64, f64, f64) {
         percentile(&all, 0.5),
         percentile(&all, 0.99),
     )
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Starts the release `handler` on `port` with `env`, and waits until it answers.

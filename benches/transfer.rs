@@ -4,6 +4,8 @@
 //! the same SDK client, in the same run. Prints MB/s, the ratio and the
 //! handler's peak RSS growth; asserts nothing about timings.
 
+mod common;
+use common::rss_kib;
 use devstack::host::{FunctionsHost, HostMode, HostOptions};
 use devstack::stack::{Stack, StackOptions};
 use futures::StreamExt;
@@ -31,20 +33,6 @@ fn mb_per_s(elapsed: Duration) -> f64 {
 /// or as its owner), so each transfer's peak is its own.
 fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-}
-
-/// (VmRSS, VmHWM) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -195,6 +195,23 @@ impl BlobStore {
         })
     }
 
+    /// A refused write: a 409 is the blob already there (create-only writes).
+    fn write_failed(
+        &self,
+        e: &azure_core::Error,
+        container: &ContainerName,
+        name: &BlobName,
+    ) -> ClientError {
+        if e.http_status() == Some(StatusCode::Conflict) {
+            ClientError::BlobExists {
+                container: container.clone(),
+                blob: name.clone(),
+            }
+        } else {
+            self.upstream(e)
+        }
+    }
+
     /// An SDK error as a client error, with the claims of the token sent.
     fn upstream(&self, e: &azure_core::Error) -> ClientError {
         self.credential
@@ -277,16 +294,7 @@ impl BlobStore {
                 }),
             )
         };
-        let failed = |e: azure_core::Error| {
-            if e.http_status() == Some(StatusCode::Conflict) {
-                ClientError::BlobExists {
-                    container: container.clone(),
-                    blob: name.clone(),
-                }
-            } else {
-                self.upstream(&e)
-            }
-        };
+        let failed = |e: azure_core::Error| self.write_failed(&e, container, name);
         match upload().await {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
@@ -504,16 +512,7 @@ impl BlobStore {
                 )
                 .await
         };
-        let failed = |e: azure_core::Error| {
-            if e.http_status() == Some(StatusCode::Conflict) {
-                ClientError::BlobExists {
-                    container: container.clone(),
-                    blob: name.clone(),
-                }
-            } else {
-                self.upstream(&e)
-            }
-        };
+        let failed = |e: azure_core::Error| self.write_failed(&e, container, name);
         match commit().await {
             Ok(_) => Ok(size),
             // An empty body staged nothing, so the container may not exist yet.
