@@ -237,3 +237,11 @@ async fn host_mode_proxy_forces_proxying_whatever_host_json_says() {
     assert_eq!(echo["path"], "/api/echo/x?a=1&a=2");
     assert_eq!(header(&echo, "x-ms-invocation-id").len(), 1);
 }
+
+#[tokio::test]
+async fn case_36_a_request_sent_before_the_handler_listens_still_succeeds() {
+    // The handler binds 2 s after it starts; the request goes out at once.
+    let (host, _f) = start(&proxying(), HostMode::FromHostJson, false, "bind-late").await;
+    let echo = echo(&host, "/api/echo/early").await;
+    assert_eq!(echo["path"], "/api/echo/early");
+}
