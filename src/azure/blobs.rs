@@ -195,6 +195,20 @@ impl BlobStore {
         })
     }
 
+    /// A failed read (or delete): a 404 is the blob (or its container) missing.
+    fn read_failed(
+        &self,
+        e: &azure_core::Error,
+        container: &ContainerName,
+        name: &BlobName,
+    ) -> ClientError {
+        if e.http_status() == Some(StatusCode::NotFound) {
+            not_found(format!("blob {container}/{name}"))
+        } else {
+            self.upstream(e)
+        }
+    }
+
     /// A refused write: a 409 is the blob already there (create-only writes).
     fn write_failed(
         &self,
@@ -316,13 +330,6 @@ impl BlobStore {
         options: &ReadOptions,
     ) -> Result<Opened, ClientError> {
         let client = self.service.blob_client(container.as_str(), name.as_str());
-        let failed = |e: azure_core::Error| {
-            if e.http_status() == Some(StatusCode::NotFound) {
-                not_found(format!("blob {container}/{name}"))
-            } else {
-                self.upstream(&e)
-            }
-        };
         // A suffix (`-n`) is the last n bytes: the size comes first.
         let wanted = match options.range {
             None => None,
@@ -356,7 +363,7 @@ impl BlobStore {
                 let size = self.size(container, name).await?;
                 return Ok(Opened::Unsatisfiable { size });
             }
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(self.read_failed(&e, container, name)),
         };
         let p = &result.properties;
         let size = result
@@ -419,13 +426,7 @@ impl BlobStore {
             .blob_client(container.as_str(), name.as_str())
             .get_properties(None)
             .await
-            .map_err(|e| {
-                if e.http_status() == Some(StatusCode::NotFound) {
-                    not_found(format!("blob {container}/{name}"))
-                } else {
-                    self.upstream(&e)
-                }
-            })?;
+            .map_err(|e| self.read_failed(&e, container, name))?;
         Ok(response
             .content_length()
             .map_err(|e| self.upstream(&e))?
@@ -579,10 +580,7 @@ impl BlobStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
-                Err(not_found(format!("blob {container}/{name}")))
-            }
-            Err(e) => Err(self.upstream(&e)),
+            Err(e) => Err(self.read_failed(&e, container, name)),
         }
     }
 

@@ -94,6 +94,21 @@ async fn slow_issuer(jwks: serde_json::Value, fail: bool) -> (String, Arc<Atomic
     (url, fetches)
 }
 
+/// A cold validator of the stack's tenant, over a slow issuer serving the
+/// stack's keys (or failing, with `fail`), and its count of fetches.
+async fn slow_validator(
+    s: &devstack::stack::Stack,
+    fail: bool,
+) -> (TokenValidator, Arc<AtomicUsize>) {
+    let tenant = world(s).tenant_id;
+    let jwks = s
+        .identity
+        .issuer
+        .jwks(&devstack::issuer::v1_issuer(&tenant));
+    let (authority, fetches) = slow_issuer(jwks, fail).await;
+    (TokenValidator::new(authority, tenant), fetches)
+}
+
 /// app1's claims for app2, as the issuer would put them in a token now.
 fn app2_claims(s: &devstack::stack::Stack) -> serde_json::Value {
     let w = world(s);
@@ -116,13 +131,7 @@ fn app2_token_and_audiences(s: &devstack::stack::Stack) -> (String, Vec<String>,
 #[tokio::test]
 async fn callers_during_the_first_fetch_wait_for_it_and_share_it() {
     let s = stack().await;
-    let tenant = world(&s).tenant_id;
-    let jwks = s
-        .identity
-        .issuer
-        .jwks(&devstack::issuer::v1_issuer(&tenant));
-    let (authority, fetches) = slow_issuer(jwks, false).await;
-    let validator = TokenValidator::new(authority, tenant);
+    let (validator, fetches) = slow_validator(&s, false).await;
     let (token, audiences, issuers) = app2_token_and_audiences(&s);
 
     let outcomes = futures_util::future::join_all(
@@ -142,9 +151,7 @@ async fn callers_during_the_first_fetch_wait_for_it_and_share_it() {
 #[tokio::test]
 async fn a_failed_fetch_is_remembered_and_reported_as_one() {
     let s = stack().await;
-    let tenant = world(&s).tenant_id;
-    let (authority, fetches) = slow_issuer(serde_json::json!({"keys": []}), true).await;
-    let validator = TokenValidator::new(authority, tenant);
+    let (validator, fetches) = slow_validator(&s, true).await;
     let (token, audiences, issuers) = app2_token_and_audiences(&s);
 
     let outcomes = futures_util::future::join_all(
@@ -172,13 +179,7 @@ async fn a_failed_fetch_is_remembered_and_reported_as_one() {
 #[tokio::test]
 async fn an_unknown_kid_after_a_successful_fetch_is_refused_without_refetching() {
     let s = stack().await;
-    let tenant = world(&s).tenant_id;
-    let jwks = s
-        .identity
-        .issuer
-        .jwks(&devstack::issuer::v1_issuer(&tenant));
-    let (authority, fetches) = slow_issuer(jwks, false).await;
-    let validator = TokenValidator::new(authority, tenant);
+    let (validator, fetches) = slow_validator(&s, false).await;
     let (token, audiences, issuers) = app2_token_and_audiences(&s);
     validator
         .validate(&token, &audiences, &issuers)

@@ -151,9 +151,18 @@ async fn up_writes_the_env_file_and_sigterm_leaves_no_process() {
     assert!(!env_file.exists(), "the env file is removed on stop");
 }
 
-/// `devstack up` with the host stand-in (the default): FUNCTIONS_BASE_URL
-/// serves the app, and SIGTERM stops the handler too. The app is a minimal one
-/// run by the scripted handler from the host tests.
+/// What the scripted handler echoes for `GET {base}/api/echo/hi`.
+async fn echo_hi(base: &str) -> serde_json::Value {
+    http()
+        .get(format!("{base}/api/echo/hi"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A minimal app in `dir/app` run by the scripted handler from the host
 /// tests: host.json names `executable` (with `arguments`), one `echo` function.
 fn scripted_app(dir: &std::path::Path, executable: &str, arguments: &[&str]) -> std::path::PathBuf {
@@ -225,14 +234,7 @@ async fn up_with_the_host_serves_functions_base_url_and_stops_the_handler() {
     let dir = temp_dir("up-host");
     let app = scripted_app(&dir, "python3", &["fake_handler.py"]);
     let (mut child, base) = up_with_host(&dir, &app, &[]).await;
-    let echo: serde_json::Value = http()
-        .get(format!("{base}/api/echo/hi"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo = echo_hi(&base).await;
     assert_eq!(echo["path"], "/api/echo/hi");
     // The handler was started by the host, with the host's environment.
     assert!(
@@ -280,14 +282,7 @@ async fn up_finds_the_handler_in_cargo_target_dir() {
     std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let (mut child, base) = up_with_host(&dir, &app, &[("CARGO_TARGET_DIR", &target)]).await;
-    let echo: serde_json::Value = http()
-        .get(format!("{base}/api/echo/hi"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo = echo_hi(&base).await;
     assert_eq!(
         echo["path"], "/api/echo/hi",
         "the handler in CARGO_TARGET_DIR answered"
