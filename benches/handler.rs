@@ -1,290 +1,454 @@
 //! Speed and memory figures for the handler (`cargo bench --bench handler`).
-//! Prints a table; asserts nothing about timings.
+//!
+//! Every figure is printed beside a bare actix-web server (the same actix-web,
+//! `examples/bare_actix.rs`) measured the same way in the same run, and as a
+//! ratio to it: on a shared machine only ratios hold. Asserts nothing about
+//! timings.
+//!
+//! Both servers run as release binaries in processes of their own; the load
+//! comes from `wrk` when it is on PATH (else from this process, see
+//! `http_load`).
 
 mod common;
+mod http_load;
+
 use common::rss_kib;
-use handler::Application;
-use handler::configuration::Settings;
+use http_load::{Loader, Request};
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// Rounds of (bare, handler) measurements per row; each row's ratio is the
+/// median of the rounds' ratios, so a slow moment hits both servers.
+const ROUNDS: usize = 3;
+const MEASURE: Duration = Duration::from_secs(3);
+const COLD_STARTS: usize = 21;
+const TOKEN_PATH: &str = "/api/token?resource=https://vault.azure.net";
+
+/// A server under test: a child process answering on a loopback port.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mut command: Command) -> Self {
+        let port = free_port();
+        let child = command
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let mut server = Self { child, port };
+        server.wait_ready();
+        server
+    }
+
+    fn bare() -> Self {
+        Self::start(Command::new(bare_actix()))
+    }
+
+    fn handler(env: &[(&str, &str)]) -> Self {
+        Self::start(handler_command(env))
+    }
+
+    /// Blocks until `GET /` answers 200; returns how long that took.
+    fn wait_ready(&mut self) -> Duration {
+        let started = Instant::now();
+        loop {
+            if answers_ready(self.port) {
+                return started.elapsed();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited before it answered: {status}");
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    fn rss(&self) -> (u64, u64) {
+        rss_kib(self.child.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn handler_command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+    command
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
+    command
+}
+
+/// The baseline binary, an example of this package in the same profile as
+/// the handler binary; built here on first use (`cargo bench` builds no
+/// examples).
+fn bare_actix() -> PathBuf {
+    let release = Path::new(env!("CARGO_BIN_EXE_handler"))
+        .parent()
+        .expect("target dir");
+    let path = release.join("examples").join("bare_actix");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--release", "--example", "bare_actix"])
+            .env("CARGO_TARGET_DIR", release.parent().expect("target dir"))
+            .status()
+            .expect("cargo runs");
+        assert!(
+            built.success() && path.exists(),
+            "could not build {}: run `cargo build --release --example bare_actix`",
+            path.display()
+        );
+    }
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `GET /` on a fresh connection: whether it answered 200.
+fn answers_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_nodelay(true);
+    if stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Prints one row: the bare server's and the handler's rate, and their ratio.
+async fn compare(
+    loader: &Loader,
+    label: &str,
+    bare: &Server,
+    handler: &Server,
+    bare_request: &Request,
+    request: &Request,
+) {
+    // Warm both up: connections, the handler's token cache, the allocator.
+    loader
+        .requests_per_s(bare.port, bare_request, Duration::from_secs(1))
+        .await;
+    loader
+        .requests_per_s(handler.port, request, Duration::from_secs(1))
+        .await;
+    let (mut bare_rates, mut rates, mut ratios) = (vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let b = loader
+            .requests_per_s(bare.port, bare_request, MEASURE)
+            .await;
+        let h = loader.requests_per_s(handler.port, request, MEASURE).await;
+        bare_rates.push(b);
+        rates.push(h);
+        ratios.push(h / b);
+    }
+    println!(
+        "{label:<58} {:>9.0} {:>9.0} {:>6.0} %",
+        median(&mut bare_rates),
+        median(&mut rates),
+        median(&mut ratios) * 100.0
+    );
+}
+
 fn token_body() -> serde_json::Value {
     let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
-    json!({"access_token": "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln", "expires_on": exp.to_string(),
-           "resource": "r", "token_type": "Bearer"})
+    json!({"access_token": "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL3ZhdWx0LmF6dXJlLm5ldCIsImlzcyI6Imh0dHBzOi8vc3RzLndpbmRvd3MubmV0L3QvIiwib2lkIjoiMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAxIiwicm9sZXMiOlsiQSJdfQ.c2ln",
+           "expires_on": exp.to_string(), "resource": "https://vault.azure.net", "token_type": "Bearer"})
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6
-}
-
-type Make = Arc<dyn Fn() -> reqwest::RequestBuilder + Send + Sync>;
-
-/// `total` requests from `concurrency` tasks: (requests/s, p50 µs, p99 µs).
-async fn load(make: Make, total: usize, concurrency: usize) -> (f64, f64, f64) {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let make = make.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(total / concurrency);
-                for _ in 0..total / concurrency {
-                    let t = Instant::now();
-                    let res = make().send().await.expect("request");
-                    assert!(res.status().is_success(), "{}", res.status());
-                    res.bytes().await.unwrap();
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = vec![];
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let secs = started.elapsed().as_secs_f64();
-    all.sort();
-    (
-        all.len() as f64 / secs,
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-    )
-}
-
-/// Starts the release `handler` on `port` with `env`, and waits until it answers.
-async fn spawn_handler(
-    client: &reqwest::Client,
-    port: u16,
-    env: &[(&str, &str)],
-) -> (std::process::Child, String) {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    while client.get(format!("{url}/")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (child, url)
+/// What the host adds to a request it proxies (A10b): its invocation id twice
+/// and the caller's trace context.
+fn as_proxied(request: Request) -> Request {
+    const ID: &str = "3f0d9e52-7a43-4c6e-9b1e-2a5d8c9e0f11";
+    request
+        .with_header("X-Azure-Functions-InvocationId", ID)
+        .with_header("x-ms-invocation-id", ID)
+        .with_header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    handler::http_client::install_crypto_provider();
     let identity = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_body_json(token_body()))
         .mount(&identity)
         .await;
     let endpoint = format!("{}/msi/token", identity.uri());
+    let managed = [
+        ("IDENTITY_ENDPOINT", endpoint.as_str()),
+        ("IDENTITY_HEADER", "h"),
+    ];
+    let loader = Loader::detect();
+    println!("load: {}", loader.describe());
     println!(
-        "{:<52} {:>14} {:>10} {:>10}",
-        "benchmark", "throughput", "p50 µs", "p99 µs"
+        "baseline: a bare actix-web server (examples/bare_actix.rs), same actix-web, same run\n"
     );
 
-    // The token provider's own figures (cache hits, single-flight, failures)
-    // are printed by `cargo bench -p app-service-identity`.
-
-    // 3. Through HTTP, in process (actix on loopback, 2 workers).
-    let env: HashMap<String, String> = HashMap::from([
-        ("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into()),
-        ("IDENTITY_ENDPOINT".into(), endpoint.clone()),
-        ("IDENTITY_HEADER".into(), "h".into()),
-        ("RUST_LOG".into(), "warn".into()),
-    ]);
-    let app = Application::build(Settings::from_sources(None, env).unwrap()).unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    let envelope = json!({"Data": {"req": {"Method": "GET", "Query": {"resource": "https://vault.azure.net"}, "Headers": {}, "Params": {}}}, "Metadata": {}});
-    let get = |path: &str| -> Make {
-        let (c, url) = (client.clone(), format!("{base}{path}"));
-        Arc::new(move || c.get(&url))
-    };
-    let payload: Make = {
-        let (c, url, e) = (client.clone(), format!("{base}/token"), envelope.clone());
-        Arc::new(move || c.post(&url).json(&e))
-    };
-    for (name, make) in [
-        ("GET / (readiness probe)", get("/")),
-        ("GET /api/health (forward mode)", get("/api/health")),
+    // 1. The hot path, at the default telemetry settings (spans with ids, no
+    // export) and RUST_LOG=warn.
+    println!(
+        "{:<58} {:>9} {:>9} {:>8}",
+        "requests per second", "bare", "handler", "ratio"
+    );
+    let bare = Server::bare();
+    let handler = Server::handler(&managed);
+    let (idle, _) = handler.rss();
+    let envelope = json!({"Data": {"req": {"Method": "GET", "Query": {"resource": "https://vault.azure.net"}, "Headers": {}, "Params": {}}}, "Metadata": {}}).to_string();
+    let rows = [
         (
-            "GET /api/token?resource=… (cached token → claims)",
-            get("/api/token?resource=https://vault.azure.net"),
+            "GET / (readiness probe)",
+            Request::get("/"),
+            Request::get("/"),
         ),
-        ("POST /token envelope (payload mode)", payload),
-    ] {
-        load(make.clone(), 2_000, 16).await; // warm-up
-        let (rps, p50, p99) = load(make, 20_000, 16).await;
-        println!("{name:<52} {:>10.0} r/s {p50:>10.0} {p99:>10.0}", rps);
+        (
+            "GET /api/health",
+            Request::get("/api/health"),
+            Request::get("/api/health"),
+        ),
+        (
+            "GET /api/token?resource=… (cached token)",
+            Request::get(TOKEN_PATH),
+            Request::get(TOKEN_PATH),
+        ),
+        (
+            "  the same, as the host proxies it (ids, traceparent)",
+            as_proxied(Request::get(TOKEN_PATH)),
+            as_proxied(Request::get(TOKEN_PATH)),
+        ),
+        (
+            "POST /token (payload-mode envelope, cached token)",
+            Request::post_json("/token", envelope.clone()),
+            Request::post_json("/token", envelope),
+        ),
+    ];
+    for (label, bare_request, request) in &rows {
+        compare(&loader, label, &bare, &handler, bare_request, request).await;
     }
+    let (after, peak) = handler.rss();
+    drop(handler);
 
-    // 4. Memory of the real binary (release build) under the same load.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (mut child, url) = spawn_handler(
-        &client,
-        port,
-        &[("IDENTITY_ENDPOINT", &endpoint), ("IDENTITY_HEADER", "h")],
-    )
-    .await;
-    let (idle, _) = rss_kib(child.id());
-    let make: Make = {
-        let (c, u) = (
-            client.clone(),
-            format!("{url}/api/token?resource=https://vault.azure.net"),
-        );
-        Arc::new(move || c.get(&u))
-    };
-    let (rps, p50, p99) = load(make, 20_000, 16).await;
-    let (after, peak) = rss_kib(child.id());
-    println!(
-        "{:<52} {:>10.0} r/s {p50:>10.0} {p99:>10.0}",
-        "handler binary: GET /api/token (separate process)", rps
-    );
-    println!(
-        "handler binary memory: {:.1} MiB idle after start, {:.1} MiB after 20k requests, peak {:.1} MiB",
-        idle as f64 / 1024.0,
-        after as f64 / 1024.0,
-        peak as f64 / 1024.0
-    );
-    let _ = child.kill();
-    let _ = child.wait();
-
-    // 5. Payload mode: the largest envelope the handler accepts (a blob PUT
-    // whose base64 body decodes to just under MAX_BODY_BYTES, 10 MiB), in a
-    // fresh process so its peak RSS is this envelope's alone.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (mut child, url) = spawn_handler(&client, port, &[]).await;
-    let (idle, _) = rss_kib(child.id());
-    let raw = vec![0xA5u8; 10 * 1024 * 1024 - 1024];
-    let envelope = json!({"Data": {"req": {
-        "Method": "PUT", "Params": {"container": "app1-data", "name": "big.bin"},
-        "Headers": {"Content-Type": ["application/octet-stream"]},
-        "Body": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw),
-    }}, "Metadata": {}})
-    .to_string();
-    let size = envelope.len();
-    let started = Instant::now();
-    let res = client
-        .post(format!("{url}/blobs"))
-        .header("content-type", "application/json")
-        .body(envelope)
-        .send()
-        .await
-        .unwrap();
-    let reply: serde_json::Value = res.json().await.unwrap();
-    let elapsed = started.elapsed();
-    let (_, peak) = rss_kib(child.id());
-    // Storage is not configured here: the function parsed, decoded and checked
-    // the whole envelope, then answered 503 not-configured.
-    println!(
-        "payload mode, largest accepted envelope ({:.1} MB): answered {} in {:.0} ms; RSS {:.1} MiB idle, peak {:.1} MiB",
-        size as f64 / 1e6,
-        reply["Outputs"]["res"]["statusCode"],
-        elapsed.as_secs_f64() * 1000.0,
-        idle as f64 / 1024.0,
-        peak as f64 / 1024.0
-    );
-    let _ = child.kill();
-    let _ = child.wait();
-
-    // 6. Tracing: the same binary with the SDK disabled (no spans: the
-    // baseline), with span export off (the default: spans get ids, for
-    // traceparent and the log lines, and go nowhere) and on (OTLP/HTTP to a
-    // local receiver), each request continuing a caller's traceparent.
+    // 2. Tracing: spans off entirely, and exported (OTLP/HTTP to a local
+    // receiver), beside the same bare server.
     let receiver = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
         .mount(&receiver)
         .await;
-    let token_path = "/api/token?resource=https://vault.azure.net";
-    let configs = [
-        (
-            "disabled (OTEL_SDK_DISABLED)",
-            Some(("OTEL_SDK_DISABLED", "true".to_owned())),
-        ),
-        ("export off", None),
+    let receiver_uri = receiver.uri();
+    for (label, setting) in [
+        ("OTEL_SDK_DISABLED=true", ("OTEL_SDK_DISABLED", "true")),
         (
             "export on (OTLP/HTTP)",
-            Some(("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.uri())),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver_uri.as_str()),
         ),
-    ];
-    for (label, setting) in &configs {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut env = vec![
-            ("IDENTITY_ENDPOINT", endpoint.as_str()),
-            ("IDENTITY_HEADER", "h"),
-        ];
-        if let Some((name, value)) = setting {
-            env.push((name, value.as_str()));
-        }
-        let (mut child, url) = spawn_handler(&client, port, &env).await;
+    ] {
+        let mut env = managed.to_vec();
+        env.push(setting);
+        let handler = Server::handler(&env);
         for (path, name) in [
             ("/api/health", "GET /api/health"),
-            (token_path, "GET /api/token (cached)"),
+            (TOKEN_PATH, "cached token"),
         ] {
-            let make: Make = {
-                let (c, u) = (client.clone(), format!("{url}{path}"));
-                Arc::new(move || {
-                    c.get(&u).header(
-                        "traceparent",
-                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                    )
-                })
-            };
-            load(make.clone(), 2_000, 16).await; // warm-up
-            let (rps, p50, p99) = load(make, 20_000, 16).await;
-            println!(
-                "{:<52} {:>10.0} r/s {p50:>10.0} {p99:>10.0}",
-                format!("tracing, {label}: {name}"),
-                rps
-            );
+            let request = as_proxied(Request::get(path));
+            compare(
+                &loader,
+                &format!("{label}: {name}"),
+                &bare,
+                &handler,
+                &request,
+                &request,
+            )
+            .await;
         }
-        let (after, peak) = rss_kib(child.id());
-        println!(
-            "tracing, {label}: handler RSS {:.1} MiB after 44k requests, peak {:.1} MiB",
-            after as f64 / 1024.0,
-            peak as f64 / 1024.0
-        );
-        // SIGTERM, as the host stops it: the handler flushes what is batched.
-        let stopping = Instant::now();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-        println!(
-            "tracing, {label}: stopped (and flushed) in {:.0} ms",
-            stopping.elapsed().as_secs_f64() * 1000.0
-        );
     }
     let batches = receiver.received_requests().await.unwrap_or_default();
     println!(
-        "tracing, export on: the receiver got {} OTLP batches ({:.1} MB)",
+        "  (the receiver got {} OTLP batches, {:.1} MB)",
         batches.len(),
         batches.iter().map(|r| r.body.len()).sum::<usize>() as f64 / 1e6
+    );
+    drop(bare);
+
+    // 3. Cold start: spawn → the first 200 on `GET /`, interleaved.
+    let (mut bare_ms, mut handler_ms) = (vec![], vec![]);
+    for _ in 0..COLD_STARTS {
+        for (times, command) in [
+            (&mut bare_ms, Command::new(bare_actix())),
+            (&mut handler_ms, handler_command(&managed)),
+        ] {
+            let mut command = command;
+            let port = free_port();
+            let started = Instant::now();
+            let child = command
+                .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+                .arg(port.to_string())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut server = Server { child, port };
+            server.wait_ready();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let (b, h) = (median(&mut bare_ms), median(&mut handler_ms));
+    println!(
+        "\ncold start, spawn → first answer on GET / (median of {COLD_STARTS}): bare {b:.1} ms, handler {h:.1} ms: {:.2}×",
+        h / b
+    );
+
+    println!(
+        "handler memory: {:.1} MiB idle after start, {:.1} MiB after the hot-path load (peak {:.1} MiB)",
+        idle as f64 / 1024.0,
+        after as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+
+    // 4. Payload mode: what an envelope costs, by shape.
+    envelopes().await;
+}
+
+/// An envelope for `function` whose `Data.req` has `members` beside its method.
+fn envelope(method: &str, members: &str) -> String {
+    format!(r#"{{"Data":{{"req":{{"Method":"{method}",{members}}}}},"Metadata":{{}}}}"#)
+}
+
+/// About `size` bytes of `item` repeated, comma-separated.
+fn repeated(item: &str, size: usize) -> String {
+    let count = size / (item.len() + 1);
+    let mut out = String::with_capacity(count * (item.len() + 1));
+    for i in 0..count {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out
+}
+
+/// Each shape in a fresh handler, so its peak RSS is that envelope's alone.
+/// The growth (peak − idle) is the envelope's cost; the goal is at most 4×
+/// its size, whatever its shape.
+async fn envelopes() {
+    const SIZE: usize = 12 * 1024 * 1024;
+    let ordinary = {
+        let raw = vec![0xA5u8; 10 * 1024 * 1024 - 1024];
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
+        (
+            "ordinary: blob PUT, 10 MiB body (the largest accepted)".to_owned(),
+            "blobs",
+            envelope(
+                "PUT",
+                &format!(
+                    r#""Params":{{"container":"app1-data","name":"big.bin"}},"Headers":{{"Content-Type":["application/octet-stream"]}},"Body":"{body}""#
+                ),
+            ),
+        )
+    };
+    let mut shapes = vec![ordinary];
+    let long = "x".repeat(SIZE);
+    let deep = format!("{}{}", "[".repeat(SIZE / 2), "]".repeat(SIZE / 2));
+    for member in ["Query", "Params", "Headers", "Identities", "Body"] {
+        let wide = format!("[{}]", repeated("0", SIZE));
+        let keys = format!(
+            "{{{}}}",
+            (0..SIZE / 16)
+                .map(|i| format!(r#""k{i:07}":"v""#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let header_values = format!(r#"{{"x-many":[{}]}}"#, repeated(r#""v""#, SIZE));
+        let long_value = match member {
+            "Body" | "Identities" => format!(r#""{long}""#),
+            _ => format!(r#"{{"x-long":"{long}"}}"#),
+        };
+        let nested = format!(r#"{{"a":{deep}}}"#);
+        let values = if member == "Headers" {
+            header_values
+        } else {
+            wide
+        };
+        for (shape, value) in [
+            ("wide array", values),
+            ("deep nesting", nested),
+            ("many keys", keys),
+            ("long string", long_value),
+        ] {
+            shapes.push((
+                format!("{member}: {shape}"),
+                "token",
+                envelope("GET", &format!(r#""{member}":{value}"#)),
+            ));
+        }
+    }
+
+    println!(
+        "\n{:<58} {:>8} {:>9} {:>10} {:>8}",
+        "payload-mode envelope", "MiB", "answer", "peak MiB", "growth"
+    );
+    let client = reqwest::Client::new();
+    for (label, function, body) in shapes {
+        let server = Server::handler(&[]);
+        let (idle, _) = server.rss();
+        let size = body.len();
+        let res = client
+            .post(format!("http://127.0.0.1:{}/{function}", server.port))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the handler answers");
+        let status = res.status().as_u16();
+        let inner = res
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["Outputs"]["res"]["statusCode"].as_u64());
+        let answer = match inner {
+            Some(inner) => format!("{status}/{inner}"),
+            None => status.to_string(),
+        };
+        let (_, peak) = server.rss();
+        let growth = peak.saturating_sub(idle) as f64 * 1024.0 / size as f64;
+        println!(
+            "{label:<58} {:>8.1} {answer:>9} {:>10.1} {:>7.1}×",
+            size as f64 / 1024.0 / 1024.0,
+            peak as f64 / 1024.0,
+            growth
+        );
+    }
+    println!(
+        "(answer: HTTP status / Outputs.res.statusCode; growth: (peak − idle RSS) ÷ envelope size)"
     );
 }

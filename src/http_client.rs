@@ -69,3 +69,124 @@ fn builder(timeout: Duration) -> reqwest::ClientBuilder {
         .no_deflate()
         .user_agent(concat!("app1-handler/", env!("CARGO_PKG_VERSION")))
 }
+
+/// The shared client, built on first use. Loading the platform's root
+/// certificates is about nine tenths of what starting the handler costs, and
+/// the host's readiness probe needs none of it; the first outbound call pays
+/// instead. Cloning shares the one client (and its connection pool).
+#[derive(Clone)]
+pub struct SharedClient(std::sync::Arc<Lazy>);
+
+struct Lazy {
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    extra_certs: Vec<reqwest::Certificate>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SharedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedClient")
+            .field("built", &self.0.client.get().is_some())
+            .field("extra_certs", &self.0.extra_certs.len())
+            .finish()
+    }
+}
+
+impl SharedClient {
+    /// Reads and checks `extra_ca` now (a bad file stops startup, naming
+    /// it); builds the client on first use.
+    pub fn new(extra_ca: Option<&Path>, timeout: Duration) -> Result<Self, HttpClientError> {
+        let extra_certs = match extra_ca {
+            None => vec![],
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| HttpClientError::UnreadableCa {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                    HttpClientError::NotPem {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?
+            }
+        };
+        Ok(Self(std::sync::Arc::new(Lazy {
+            client: Default::default(),
+            extra_certs,
+            timeout,
+        })))
+    }
+
+    /// A client built already (tests).
+    pub fn ready(client: reqwest::Client) -> Self {
+        let lazy = Lazy {
+            client: Ok(client).into(),
+            extra_certs: vec![],
+            timeout: Duration::from_secs(30),
+        };
+        Self(std::sync::Arc::new(lazy))
+    }
+
+    /// The client, built now if this is the first call. An error (the TLS
+    /// roots could not be loaded) is kept and given to every caller.
+    pub fn client(&self) -> Result<&reqwest::Client, String> {
+        self.0
+            .client
+            .get_or_init(|| {
+                builder(self.0.timeout)
+                    .tls_certs_merge(self.0.extra_certs.iter().cloned())
+                    .build()
+                    .map_err(|e| HttpClientError::Build(e).to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::http::HttpClient for SharedClient {
+    async fn execute_request(
+        &self,
+        request: &azure_core::http::Request,
+    ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+        let client = self.client().map_err(|message| {
+            azure_core::Error::with_message(azure_core::error::ErrorKind::Io, message)
+        })?;
+        client.execute_request(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl app_service_identity::IdentityTransport for SharedClient {
+    async fn send(
+        &self,
+        request: &app_service_identity::EndpointRequest,
+    ) -> Result<app_service_identity::EndpointResponse, String> {
+        self.client()?.send(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_extra_ca_stops_startup_and_a_good_client_is_built_once() {
+        let missing = SharedClient::new(
+            Some(Path::new("/nonexistent/ca.pem")),
+            Duration::from_secs(1),
+        );
+        assert!(matches!(missing, Err(HttpClientError::UnreadableCa { .. })));
+        let shared = SharedClient::new(None, Duration::from_secs(1)).unwrap();
+        assert!(format!("{shared:?}").contains("built: false"));
+        let first = shared.client().unwrap() as *const _;
+        let again = shared.clone();
+        assert_eq!(
+            again.client().unwrap() as *const _,
+            first,
+            "one client, shared"
+        );
+        assert!(format!("{shared:?}").contains("built: true"));
+    }
+}

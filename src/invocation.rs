@@ -6,7 +6,10 @@
 pub use crate::body_stream::BodyStream;
 use crate::problem::Problem;
 use crate::telemetry::TraceHeaders;
-use actix_web::http::{Method, StatusCode, header::HeaderMap};
+use actix_web::http::{
+    Method, StatusCode,
+    header::{HeaderMap, HeaderName},
+};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -64,15 +67,12 @@ impl Protocol {
     /// request look proxied. Only labels and the response-size cap depend on
     /// this, never an authorization decision.
     pub fn of_request(headers: &HeaderMap) -> Self {
-        let single = |name: &str| {
+        let single = |name: &HeaderName| {
             let mut values = headers.get_all(name);
             let first = values.next().and_then(|v| v.to_str().ok());
             first.filter(|v| values.next().is_none() && uuid::Uuid::try_parse(v).is_ok())
         };
-        match (
-            single(INVOCATION_ID_HEADER),
-            single(PROXY_INVOCATION_ID_HEADER),
-        ) {
+        match (single(&INVOCATION_ID), single(&PROXY_INVOCATION_ID)) {
             (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Protocol::Proxy,
             _ => Protocol::Forward,
         }
@@ -81,11 +81,14 @@ impl Protocol {
 
 /// The trace context in a request's headers (values that aren't text are skipped).
 pub fn trace_of(headers: &HeaderMap) -> TraceHeaders {
-    TraceHeaders::from_pairs(
+    static TRACEPARENT: HeaderName = HeaderName::from_static(app_telemetry::TRACEPARENT);
+    static TRACESTATE: HeaderName = HeaderName::from_static(app_telemetry::TRACESTATE);
+    let named = |name: &'static HeaderName| {
         headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-    )
+            .get_all(name)
+            .filter_map(move |v| Some((name.as_str(), v.to_str().ok()?)))
+    };
+    TraceHeaders::from_pairs(named(&TRACEPARENT).chain(named(&TRACESTATE)))
 }
 
 /// A response body sent as it arrives (proxy mode: the host streams it on),
@@ -130,6 +133,8 @@ pub async fn read_body(
 
 /// The header the host adds to every call it makes to the handler.
 pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+const INVOCATION_ID: HeaderName = HeaderName::from_static(INVOCATION_ID_HEADER);
+const PROXY_INVOCATION_ID: HeaderName = HeaderName::from_static(PROXY_INVOCATION_ID_HEADER);
 
 /// The invocation id to correlate with: the host's, never the caller's.
 ///
@@ -140,12 +145,15 @@ pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// host) gets a fresh id, so caller-supplied text never reaches logs or records.
 pub fn invocation_id(headers: &HeaderMap) -> String {
     headers
-        .get_all(INVOCATION_ID_HEADER)
+        .get_all(&INVOCATION_ID)
         .next_back()
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() == 36)
         .and_then(|v| uuid::Uuid::try_parse(v).ok())
-        .unwrap_or_else(uuid::Uuid::new_v4)
+        // A correlation id, not a secret: a fast generator will do.
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+        })
         .hyphenated()
         .to_string()
 }
@@ -192,7 +200,12 @@ impl Reply {
             status,
             content_type: "application/json".into(),
             headers: vec![],
-            body: Bytes::from(serde_json::to_vec(value).expect("serializable reply")),
+            body: {
+                // Most replies are small: one allocation, no regrowth.
+                let mut body = Vec::with_capacity(512);
+                serde_json::to_writer(&mut body, value).expect("serializable reply");
+                Bytes::from(body)
+            },
             stream: None,
         }
     }

@@ -25,7 +25,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the provider and clients; no network call is made.
     pub fn new(settings: &Settings) -> Result<Self, HttpClientError> {
-        let http = crate::http_client::build_with(
+        // Built on first use: the readiness probe needs no TLS roots.
+        let http = crate::http_client::SharedClient::new(
             settings.azure.extra_ca_cert.as_deref(),
             settings.azure.upstream_timeout,
         )?;
@@ -41,7 +42,7 @@ impl AppState {
     pub fn with_identity(
         settings: &Settings,
         identity: Arc<IdentityProvider>,
-        http: reqwest::Client,
+        http: crate::http_client::SharedClient,
     ) -> Self {
         Self {
             azure: AzureClients::new(&settings.azure, identity.clone(), http),

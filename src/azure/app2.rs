@@ -53,7 +53,7 @@ impl App2Response {
 pub struct App2Client {
     base_url: String,
     resource: String,
-    http: reqwest::Client,
+    http: crate::http_client::SharedClient,
     credential: Arc<IdentityProvider>,
 }
 
@@ -66,7 +66,7 @@ impl App2Client {
     pub fn new(
         base_url: String,
         resource: String,
-        http: reqwest::Client,
+        http: crate::http_client::SharedClient,
         credential: Arc<IdentityProvider>,
     ) -> Self {
         Self {
@@ -117,21 +117,27 @@ impl App2Client {
             &provided.identity.to_string(),
             &serde_json::to_string(&authorization_claims(&claims)).unwrap_or_default(),
         );
-        let mut request = self.http.get(url).bearer_auth(token.token.secret());
-        for (name, value) in call.trace_headers().pairs() {
-            request = request.header(name, value);
-        }
-        let sent = request.send().instrument(call.span().clone()).await;
+        let sent = match self.http.client() {
+            Ok(http) => {
+                let mut request = http.get(url).bearer_auth(token.token.secret());
+                for (name, value) in call.trace_headers().pairs() {
+                    request = request.header(name, value);
+                }
+                let sent = request.send().instrument(call.span().clone()).await;
+                sent.map_err(|e| capped(&error_chain(&e.without_url())))
+            }
+            Err(message) => Err(message),
+        };
         match &sent {
             Ok(response) => call.answered(response.status().as_u16()),
             Err(_) => call.failed("transport"),
         }
-        let response = sent.map_err(|e| {
+        let response = sent.map_err(|message| {
             ClientError::from(UpstreamError {
                 stage: Stage::App2,
                 status: None,
                 code: None,
-                message: capped(&error_chain(&e.without_url())),
+                message,
                 www_authenticate: None,
                 content_type: None,
                 required_role: None,

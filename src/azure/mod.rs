@@ -26,7 +26,7 @@ pub struct AzureClients {
     pub app2: Result<app2::App2Client, ClientError>,
     settings: AzureSettings,
     identity: Arc<IdentityProvider>,
-    http: reqwest::Client,
+    http: crate::http_client::SharedClient,
 }
 
 impl AzureClients {
@@ -34,7 +34,7 @@ impl AzureClients {
     pub fn new(
         settings: &AzureSettings,
         identity: Arc<IdentityProvider>,
-        http: reqwest::Client,
+        http: crate::http_client::SharedClient,
     ) -> Self {
         let credential: Arc<dyn TokenCredential> = identity.clone();
         let app2 = match (&settings.app2_base_url, &settings.app2_resource) {
@@ -109,7 +109,7 @@ fn invalid(stage: Stage, setting: &'static str, e: azure_core::Error) -> ClientE
 fn secrets_client(
     settings: &AzureSettings,
     credential: Arc<dyn TokenCredential>,
-    http: &reqwest::Client,
+    http: &crate::http_client::SharedClient,
     ttl: Duration,
 ) -> Result<keyvault::SecretsService, ClientError> {
     let url = settings
@@ -129,7 +129,7 @@ fn secrets_client(
 fn blob_client(
     settings: &AzureSettings,
     credential: Arc<dyn TokenCredential>,
-    http: &reqwest::Client,
+    http: &crate::http_client::SharedClient,
 ) -> Result<blobs::BlobStore, ClientError> {
     let url = settings
         .storage_account_url
@@ -146,7 +146,11 @@ fn blob_client(
 
 /// Explicit retries and timeouts: the SDK's defaults take ~82 s to give up on
 /// a dead endpoint, far too long inside a Functions invocation.
-fn client_options(settings: &AzureSettings, http: reqwest::Client, stage: Stage) -> ClientOptions {
+fn client_options(
+    settings: &AzureSettings,
+    http: crate::http_client::SharedClient,
+    stage: Stage,
+) -> ClientOptions {
     trace_policy::traced(
         ClientOptions {
             transport: Some(Transport::new(Arc::new(http))),

@@ -164,6 +164,19 @@ pub async fn invoke(
     invocation: Invocation,
     state: &web::Data<AppState>,
 ) -> Reply {
+    use opentelemetry::context::FutureExt;
+    let context = crate::telemetry::invocation_context(&invocation.trace);
+    // Its log lines belong to the invocation too, so they run in its context.
+    invoke_traced(spec, invocation, state)
+        .with_context(context)
+        .await
+}
+
+async fn invoke_traced(
+    spec: &'static FunctionSpec,
+    invocation: Invocation,
+    state: &web::Data<AppState>,
+) -> Reply {
     let span = crate::telemetry::InvocationSpan::start(
         spec.name,
         invocation.method.as_str(),
@@ -173,6 +186,8 @@ pub async fn invoke(
         &invocation.trace,
     );
     let protocol = invocation.protocol.as_str();
+    // The host's id, on the lines too, so they meet the host's own logs.
+    let invocation_id = invocation.invocation_id.clone();
     let started = std::time::Instant::now();
     let outcome = (spec.run)(invocation, state.clone())
         .instrument(span.clone())
@@ -185,6 +200,7 @@ pub async fn invoke(
             problem.record_on(&span);
             tracing::warn!(
                 function = spec.name,
+                invocation_id,
                 status = problem.status,
                 stage = ?problem.stage,
                 upstream_status = problem.upstream_status,
@@ -202,6 +218,7 @@ pub async fn invoke(
     let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     tracing::info!(
         function = spec.name,
+        invocation_id,
         protocol,
         status,
         elapsed_ms,

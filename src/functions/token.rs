@@ -5,7 +5,7 @@
 
 use super::{Failure, Outcome};
 use crate::azure::{ClientError, Stage};
-use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, decode_claims, pick};
+use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, pick};
 use crate::identity::{UserAssignedId, scope_to_resource};
 use crate::invocation::{Invocation, Reply};
 use crate::names::Resource;
@@ -14,7 +14,6 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 
 pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
     if let Some(target) = inv.query_one("check")? {
@@ -32,14 +31,24 @@ pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
             // Diagnose with the identity this request chose, not the default.
             identity: identity.clone(),
         })?;
-    let claims = decode_claims(provided.token.token.secret());
-    Ok(Reply::ok_json(&json!({
-        "resource": resource,
-        "expires_on": provided.token.expires_on.format(&Rfc3339).unwrap_or_default(),
-        "cached": provided.cached,
-        "identity": provided.identity,
-        "claims": claims,
-    })))
+    Ok(Reply::ok_json(&TokenShown {
+        resource: &resource,
+        expires_on: &provided.facts.expires_on,
+        cached: provided.cached,
+        identity: &provided.identity,
+        claims: &provided.facts.claims_json,
+    }))
+}
+
+/// What `/api/token` answers: the token's claims (decoded once per token),
+/// never the token.
+#[derive(serde::Serialize)]
+struct TokenShown<'a> {
+    resource: &'a Resource,
+    expires_on: &'a str,
+    cached: bool,
+    identity: &'a crate::identity::IdentityDescription,
+    claims: &'a serde_json::value::RawValue,
 }
 
 fn resource_of(inv: &Invocation) -> Result<Resource, Problem> {
@@ -148,7 +157,7 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
         });
     }
     let provided = state.identity.token(&resource, identity.as_ref()).await?;
-    let claims = decode_claims(provided.token.token.secret()).unwrap_or_default();
+    let claims = provided.facts.claims.clone().unwrap_or_default();
     Ok(Reply::ok_json(&json!({
         "check": target,
         "ok": true,

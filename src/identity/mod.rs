@@ -6,9 +6,11 @@
 //! |---|---|
 //! | `provider.rs` | [`IdentityProvider`]: the chain, chosen once at startup |
 //! | `claims.rs` | decoding a token's claims for display |
+//! | `facts.rs` | those claims and their JSON, worked out once per token |
 //! | `traced_transport.rs` | the endpoint call as a client span, with `traceparent` |
 
 pub mod claims;
+mod facts;
 mod provider;
 mod traced_transport;
 
@@ -17,6 +19,7 @@ pub use app_service_identity::{
     SelectorKind, SourceKind, UserAssignedId, capped, error_chain, is_guid, normalize_resource,
     scope_to_resource,
 };
+pub use facts::{FactsCache, TokenFacts};
 pub use provider::{
     CredentialSource, IdentityConfig, IdentityDescription, IdentityProvider, ProvidedToken,
     SourceMode, TokenError,

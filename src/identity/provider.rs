@@ -1,5 +1,6 @@
 //! [`IdentityProvider`]: managed identity, or developer tools, chosen once.
 
+use super::facts::{FactsCache, TokenFacts};
 use app_service_identity::{
     Environment, IdentityError, IdentityTransport, ManagedIdentityCredential,
     ManagedIdentityCredentialOptions, ManagedIdentitySource, RetryOptions, SelectorKind,
@@ -12,7 +13,7 @@ use tracing::Instrument;
 
 /// Where the handler's tokens come from: a managed-identity protocol, the
 /// developer's own sign-in, or nothing (settings that cannot work here).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialSource {
     AppService,
@@ -47,7 +48,7 @@ impl From<SourceKind> for CredentialSource {
 }
 
 /// Which source and selector a token came from, as shown to users.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct IdentityDescription {
     pub source: CredentialSource,
     pub selector: SelectorKind,
@@ -97,6 +98,15 @@ pub struct ProvidedToken {
     pub token: AccessToken,
     pub cached: bool,
     pub identity: IdentityDescription,
+    /// Its claims, decoded once for this token (see [`FactsCache`]).
+    pub facts: Arc<TokenFacts>,
+}
+
+/// A token as a chain hands it out, before its facts are looked up.
+struct Obtained {
+    token: AccessToken,
+    cached: bool,
+    identity: IdentityDescription,
 }
 
 /// Which source to use (`MANAGED_IDENTITY_SOURCE`).
@@ -240,6 +250,7 @@ enum Chain {
 /// The handler's credential. Cheap to share behind an `Arc`.
 pub struct IdentityProvider {
     chain: Chain,
+    facts: FactsCache,
 }
 
 impl fmt::Debug for IdentityProvider {
@@ -299,7 +310,10 @@ impl IdentityProvider {
             }
             SourceMode::Auto | SourceMode::Developer => developer(&config),
         };
-        Self { chain }
+        Self {
+            chain,
+            facts: FactsCache::default(),
+        }
     }
 
     /// Logs the choice once; call at startup. Never logs a secret.
@@ -322,6 +336,15 @@ impl IdentityProvider {
             Chain::Unavailable(e) => {
                 tracing::error!(error = %e, "managed identity cannot work with these settings; every token request will answer 503")
             }
+        }
+    }
+
+    /// Which source the tokens come from.
+    pub fn source(&self) -> CredentialSource {
+        match &self.chain {
+            Chain::Managed(c) => c.source_kind().into(),
+            Chain::Developer(_) => CredentialSource::Developer,
+            Chain::Unavailable(_) => CredentialSource::Unconfigured,
         }
     }
 
@@ -355,22 +378,29 @@ impl IdentityProvider {
         let result = self
             .token_untraced(resource, identity)
             .instrument(span.clone())
-            .await;
-        match &result {
-            // Decoding the claims is work only a live span needs.
-            _ if span.is_disabled() => {}
-            Ok(provided) => {
-                let claims = super::claims::decode_claims(provided.token.token.secret())
-                    .map(|c| super::claims::authorization_claims(&c));
-                crate::telemetry::record_token(
-                    &span,
-                    resource,
-                    provided.cached,
-                    &provided.identity.to_string(),
-                    &serde_json::to_string(&claims.unwrap_or_default()).unwrap_or_default(),
-                );
-            }
-            Err(e) => crate::telemetry::record_failure(
+            .await
+            .map(|obtained| {
+                let facts = self
+                    .facts
+                    .facts(resource, &obtained.identity, &obtained.token);
+                if !span.is_disabled() {
+                    crate::telemetry::record_token(
+                        &span,
+                        resource,
+                        obtained.cached,
+                        &obtained.identity.to_string(),
+                        &facts.authorization_json,
+                    );
+                }
+                ProvidedToken {
+                    token: obtained.token,
+                    cached: obtained.cached,
+                    identity: obtained.identity,
+                    facts,
+                }
+            });
+        if let Err(e) = &result {
+            crate::telemetry::record_failure(
                 &span,
                 &crate::telemetry::Failed {
                     problem_type: &e.kind_name(),
@@ -379,7 +409,7 @@ impl IdentityProvider {
                     stage: Some("identity"),
                     upstream_status: e.upstream_status(),
                 },
-            ),
+            );
         }
         result
     }
@@ -388,11 +418,11 @@ impl IdentityProvider {
         &self,
         resource: &str,
         identity: Option<&UserAssignedId>,
-    ) -> Result<ProvidedToken, TokenError> {
+    ) -> Result<Obtained, TokenError> {
         match &self.chain {
             Chain::Managed(c) => {
                 let provided = c.token(resource, identity).await?;
-                Ok(ProvidedToken {
+                Ok(Obtained {
                     token: provided.token,
                     cached: provided.cached,
                     identity: provided.identity.into(),
@@ -410,7 +440,7 @@ impl IdentityProvider {
                     .get_token(&[&scope], None)
                     .await
                     .map_err(|e| TokenError::Developer(error_chain(&e)))?;
-                Ok(ProvidedToken {
+                Ok(Obtained {
                     token,
                     cached: false,
                     identity: IdentityDescription::new(CredentialSource::Developer, None),

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 /// `reqwest` with a client span around each token request.
 #[derive(Debug, Clone)]
-pub struct TracedTransport(pub reqwest::Client);
+pub struct TracedTransport(pub crate::http_client::SharedClient);
 
 /// The query parameters that name a user-assigned identity (ids, not secrets).
 const SELECTORS: [&str; 4] = ["client_id", "object_id", "mi_res_id", "msi_res_id"];

@@ -529,6 +529,97 @@ mod tests {
         assert_eq!(inv.query, [("a".into(), "1".into())]);
     }
 
+    /// Each member the host fills, in each adversarial shape the bench
+    /// measures: read within bounds (`Ok`, and what was kept) or refused with
+    /// a 400 before anything grows. Memory per shape is the bench's to show.
+    #[test]
+    fn every_member_in_every_adversarial_shape_gets_its_answer() {
+        let wide = format!("[{}]", vec!["0"; 50_000].join(","));
+        let wide_values = format!(r#"{{"x-many":[{}]}}"#, vec![r#""v""#; 50_000].join(","));
+        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(5_000), "]".repeat(5_000));
+        let keys = format!(
+            "{{{}}}",
+            (0..5_000)
+                .map(|i| format!(r#""k{i}":"v""#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let long_value = format!(r#"{{"x-long":"{}"}}"#, "a".repeat(1 << 20));
+        let long_string = format!(r#""{}""#, "a".repeat(1 << 20));
+        type Kept = fn(&Invocation) -> bool;
+        let nothing: Kept = |i| i.query.is_empty() && i.params.is_empty() && i.headers.is_empty();
+        let cases: &[(&str, &str, &str, Result<Kept, u16>)] = &[
+            ("Query", "wide array", &wide, Ok(nothing)),
+            ("Query", "deep nesting", &deep, Ok(nothing)),
+            ("Query", "many keys", &keys, Err(400)),
+            (
+                "Query",
+                "long string",
+                &long_value,
+                Ok(|i| i.query[0].1.len() == 1 << 20),
+            ),
+            ("Params", "wide array", &wide, Ok(nothing)),
+            ("Params", "deep nesting", &deep, Ok(nothing)),
+            ("Params", "many keys", &keys, Err(400)),
+            (
+                "Params",
+                "long string",
+                &long_value,
+                Ok(|i| i.params["x-long"].len() == 1 << 20),
+            ),
+            ("Headers", "wide array", &wide_values, Err(400)),
+            ("Headers", "deep nesting", &deep, Ok(nothing)),
+            ("Headers", "many keys", &keys, Err(400)),
+            (
+                "Headers",
+                "long string",
+                &long_value,
+                Ok(|i| i.header("x-long").is_some_and(|v| v.len() == 1 << 20)),
+            ),
+            ("Identities", "wide array", &wide, Ok(nothing)),
+            ("Identities", "deep nesting", &deep, Ok(nothing)),
+            ("Identities", "many keys", &keys, Ok(nothing)),
+            ("Identities", "long string", &long_string, Ok(nothing)),
+            ("Body", "wide array", &wide, Ok(|i| i.body.len() == 100_001)),
+            (
+                "Body",
+                "deep nesting",
+                &deep,
+                Ok(|i| i.body.starts_with(b"{\"a\":[[[")),
+            ),
+            (
+                "Body",
+                "many keys",
+                &keys,
+                Ok(|i| i.body.starts_with(b"{\"k0\":\"v\"")),
+            ),
+            (
+                "Body",
+                "long string",
+                &long_string,
+                Ok(|i| i.body.len() == 1 << 20),
+            ),
+        ];
+        for (member, shape, value, expected) in cases {
+            let envelope = format!(
+                r#"{{"Data":{{"req":{{"Method":"GET","{member}":{value}}}}},"Metadata":{{}}}}"#
+            );
+            let got = invocation_from("token", envelope.as_bytes(), "id".into());
+            match (expected, got) {
+                (Ok(kept), Ok(inv)) => assert!(kept(&inv), "{member}: {shape}"),
+                (Err(status), Err(p)) => {
+                    assert_eq!(p.status, *status, "{member}: {shape}");
+                    assert!(p.detail.contains(member), "{member}: {shape}: {}", p.detail);
+                }
+                (expected, got) => panic!(
+                    "{member}: {shape}: expected {:?}, got {:?}",
+                    expected.map(|_| "read"),
+                    got.map(|_| "read").map_err(|p| p.status)
+                ),
+            }
+        }
+    }
+
     #[test]
     fn reads_the_documented_envelope() {
         let envelope = json!({

@@ -1,7 +1,8 @@
 //! Logs and traces. One `tracing` subscriber does both: JSON lines on stdout
 //! (the host reads them as logs), each carrying `trace_id` and `span_id`, and
-//! OpenTelemetry spans through `tracing-opentelemetry`, exported only when a
-//! standard setting asks (see [`app_telemetry::Export`]).
+//! OpenTelemetry spans through `tracing-opentelemetry`, built only when a
+//! standard setting exports them (see [`app_telemetry::Export`]). Without an
+//! exporter, invocations carry their trace ids alone (`app_telemetry::ids`).
 //!
 //! | file | what it holds |
 //! |---|---|
@@ -16,8 +17,9 @@ pub use spans::{
     token_span, trace_headers,
 };
 
-use app_telemetry::WithTraceIds;
+use app_telemetry::{NoSpanFields, WithTraceIds};
 use opentelemetry::trace::TracerProvider as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Subscriber;
 use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::{EnvFilter, Layer, fmt::MakeWriter, layer::SubscriberExt};
@@ -42,10 +44,14 @@ pub const SERVICE_NAME: &str = "app1";
 
 /// Builds the subscriber for `telemetry`'s provider; `sink` lets tests capture output.
 ///
-/// `RUST_LOG` decides which *log lines* are written, never which spans exist:
-/// the handler's own spans always reach the OpenTelemetry layer (so
-/// `traceparent` propagates and exported traces are whole at any log level),
-/// and the log layer always knows them (so every line carries its trace ids).
+/// `RUST_LOG` decides which *log lines* are written, never which spans exist.
+/// When spans are recorded (an exporter is set), the handler's own spans
+/// always reach the OpenTelemetry layer (so exported traces are whole at any
+/// log level), and the log layer always knows them (so every line carries
+/// their ids; JSON lines carry only the ids, not the span's fields). When
+/// they are not, no span is built for them: each invocation runs under its
+/// trace ids alone ([`invocation_context`]), which lines and outbound
+/// `traceparent` headers read.
 pub fn subscriber<W>(
     settings: &TelemetrySettings,
     telemetry: &Telemetry,
@@ -54,32 +60,57 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    let lines = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !records_spans(telemetry) {
+        return with_lines(tracing_subscriber::registry(), settings, lines, sink);
+    }
     let our_spans = filter_fn(|m| m.is_span() && m.target().starts_with("handler"));
-    let lines = EnvFilter::try_new(&settings.filter)
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .or(our_spans.clone());
-    // None with OTEL_SDK_DISABLED=true: then no span has ids, nothing propagates.
-    let spans = telemetry.is_enabled().then(|| {
-        tracing_opentelemetry::layer()
-            .with_tracer(telemetry.provider().tracer(telemetry.service().to_owned()))
-            // Our spans carry what matters; code locations and thread ids
-            // would only add bytes to every exported span.
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(our_spans.clone())
-    });
-    let registry = tracing_subscriber::registry().with(spans);
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(telemetry.provider().tracer(telemetry.service().to_owned()))
+        // Our spans carry what matters; code locations and thread ids
+        // would only add bytes to every exported span.
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(our_spans.clone());
+    with_lines(
+        tracing_subscriber::registry().with(spans),
+        settings,
+        lines.or(our_spans),
+        sink,
+    )
+}
+
+/// Whether spans go anywhere: an exporter (or a test's provider) is set.
+fn records_spans(telemetry: &Telemetry) -> bool {
+    telemetry.is_enabled() && telemetry.is_exporting()
+}
+
+/// `spans` with the log layer on top, writing the lines `lines` lets through.
+fn with_lines<S, F, W>(
+    spans: S,
+    settings: &TelemetrySettings,
+    lines: F,
+    sink: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+    F: tracing_subscriber::layer::Filter<S> + Send + Sync + 'static,
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     match settings.format {
         LogFormat::Json => {
+            // Each line names its trace and span instead of repeating the
+            // span's fields (which would cost formatting on every request).
             let format = tracing_subscriber::fmt::format()
                 .json()
-                .with_current_span(true)
+                .with_current_span(false)
                 .with_span_list(false);
             Box::new(
-                registry.with(
+                spans.with(
                     tracing_subscriber::fmt::layer()
                         .json()
+                        .fmt_fields(NoSpanFields)
                         .event_format(WithTraceIds::new(format, true))
                         .with_writer(sink)
                         .with_filter(lines),
@@ -87,13 +118,30 @@ where
             )
         }
         LogFormat::Pretty => Box::new(
-            registry.with(
+            spans.with(
                 tracing_subscriber::fmt::layer()
                     .event_format(WithTraceIds::new(tracing_subscriber::fmt::format(), false))
                     .with_writer(sink)
                     .with_filter(lines),
             ),
         ),
+    }
+}
+
+/// Whether invocations run under trace ids without spans: spans are on but
+/// go nowhere. Set by [`install`]; until then (tests that install nothing),
+/// ids without spans.
+static IDS_WITHOUT_SPANS: AtomicBool = AtomicBool::new(true);
+
+/// The context an invocation runs in (with
+/// `opentelemetry::context::FutureExt::with_context`): its trace ids when no
+/// span is recorded for it. With a recorded span, the span carries them; with
+/// the SDK disabled, there are none.
+pub fn invocation_context(caller: &TraceHeaders) -> opentelemetry::Context {
+    if IDS_WITHOUT_SPANS.load(Ordering::Relaxed) {
+        app_telemetry::ids::child_of(caller)
+    } else {
+        opentelemetry::Context::current()
     }
 }
 
@@ -113,7 +161,15 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     if tracing::subscriber::set_global_default(subscriber(settings, telemetry, sink)).is_ok() {
-        opentelemetry::global::set_tracer_provider(telemetry.provider().clone());
+        IDS_WITHOUT_SPANS.store(
+            telemetry.is_enabled() && !records_spans(telemetry),
+            Ordering::Relaxed,
+        );
+        // The Azure SDK's spans join ours only when ours are recorded; else
+        // its no-op spans carry the invocation's ids onto its requests.
+        if records_spans(telemetry) {
+            opentelemetry::global::set_tracer_provider(telemetry.provider().clone());
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! [`attr`]: app_telemetry::attr
 
 use app_telemetry::TraceHeaders;
+use opentelemetry::trace::TraceContextExt;
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -49,8 +50,10 @@ impl Invocation {
             "app.problem.fix" = Empty,
             "app.upstream.status" = Empty,
         );
-        // Only fails when no OpenTelemetry layer is installed (some tests).
-        let _ = span.set_parent(trace.context());
+        // Only a recorded span has a parent to set (see `invocation_context`).
+        if !span.is_disabled() {
+            let _ = span.set_parent(trace.context());
+        }
         span
     }
 
@@ -137,7 +140,16 @@ pub fn token_span(audience: &str) -> Span {
 
 /// The current span's context as headers for the next hop.
 pub fn trace_headers() -> TraceHeaders {
-    TraceHeaders::of(&Span::current().context())
+    headers_of(&Span::current())
+}
+
+/// `span`'s context when it is recorded, else the ids the task runs under.
+fn headers_of(span: &Span) -> TraceHeaders {
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        return TraceHeaders::of(&cx);
+    }
+    TraceHeaders::of(&opentelemetry::Context::current())
 }
 
 /// A client span around one outbound HTTP call that is not made by an Azure
@@ -185,7 +197,7 @@ impl ClientCall {
 
     /// The headers that make the callee's spans children of this one.
     pub fn trace_headers(&self) -> TraceHeaders {
-        TraceHeaders::of(&self.span.context())
+        headers_of(&self.span)
     }
 
     /// Records the answer; 4xx and 5xx mark a client span as failed.

@@ -3,3 +3,4 @@ mod app_files;
 mod binary;
 mod functions;
 mod helpers;
+mod trace_ids;

@@ -519,9 +519,9 @@ pub fn normalize_resource(resource: &str) -> String {
             .find('/')
             .map_or(resource.len(), |j| authority + j)
     });
-    let mut out = String::with_capacity(resource.len());
-    out.extend(resource[..host_end].chars().map(|c| c.to_ascii_lowercase()));
-    out.push_str(&resource[host_end..]);
+    let mut out = resource.to_owned();
+    // `host_end` is just past an ASCII `/` or at the end, so a char boundary.
+    out[..host_end].make_ascii_lowercase();
     out
 }
 

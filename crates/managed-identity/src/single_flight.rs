@@ -252,12 +252,14 @@ where
     V: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
-    // The fetch runs in the span of the caller that started it, so its logs
-    // and any client span it opens belong to that caller's trace.
+    // The fetch runs in the span (and OpenTelemetry context) of the caller
+    // that started it, so its logs and any client span it opens belong to
+    // that caller's trace.
     let span = tracing::Span::current();
+    let context = opentelemetry::Context::current();
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let outcome = fetch.await;
+            let outcome = opentelemetry::context::FutureExt::with_context(fetch, context).await;
             if let Some(slot) = slot.upgrade() {
                 let mut state = slot.state.lock().expect("cache slot poisoned");
                 let now = Instant::now();

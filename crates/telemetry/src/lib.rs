@@ -4,8 +4,8 @@
 //!   written on every outbound request.
 //! * [`Export`]: opt-in export from the standard settings
 //!   (`OTEL_EXPORTER_OTLP_ENDPOINT`, `APPLICATIONINSIGHTS_CONNECTION_STRING`);
-//!   off by default, when spans still get ids (for propagation and log lines)
-//!   but are never sent anywhere.
+//!   off by default, when app1 builds no spans at all and each invocation gets
+//!   only its trace ids ([`ids`]), for propagation and log lines.
 //! * [`Telemetry`]: the process's tracer provider, with explicit shutdown so
 //!   the last spans are flushed.
 //! * [`WithTraceIds`]: puts `trace_id` and `span_id` on every log line.
@@ -14,9 +14,10 @@ mod export;
 mod log_format;
 mod propagation;
 
+pub mod ids;
 pub use export::{Export, ExportError, Telemetry};
-pub use log_format::WithTraceIds;
-pub use propagation::TraceHeaders;
+pub use log_format::{NoSpanFields, WithTraceIds};
+pub use propagation::{TRACEPARENT, TRACESTATE, TraceHeaders};
 
 /// Span attributes of our own, beside the OpenTelemetry semantic conventions.
 /// One list, so app1, app2 and devstack's trace page use the same names.
