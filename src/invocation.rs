@@ -11,6 +11,7 @@ use actix_web::http::{
     header::{HeaderMap, HeaderName},
 };
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// One function call, independent of how the host delivered it.
@@ -187,7 +188,8 @@ impl Invocation {
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
-    pub content_type: String,
+    /// Empty for none; a constant for most replies (no allocation).
+    pub content_type: Cow<'static, str>,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     /// Sent instead of `body` when present (only proxy mode streams).
@@ -198,7 +200,7 @@ impl Reply {
     pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Self {
         Self {
             status,
-            content_type: "application/json".into(),
+            content_type: Cow::Borrowed("application/json"),
             headers: vec![],
             body: {
                 // Most replies are small: one allocation, no regrowth.
@@ -214,7 +216,11 @@ impl Reply {
         Self::json(StatusCode::OK, value)
     }
 
-    pub fn bytes(status: StatusCode, content_type: impl Into<String>, body: Bytes) -> Self {
+    pub fn bytes(
+        status: StatusCode,
+        content_type: impl Into<Cow<'static, str>>,
+        body: Bytes,
+    ) -> Self {
         Self {
             status,
             content_type: content_type.into(),
@@ -227,7 +233,7 @@ impl Reply {
     /// A body streamed to the caller as it arrives.
     pub fn streamed(
         status: StatusCode,
-        content_type: impl Into<String>,
+        content_type: impl Into<Cow<'static, str>>,
         body: StreamedBody,
     ) -> Self {
         Self {
@@ -239,7 +245,7 @@ impl Reply {
     pub fn empty(status: StatusCode) -> Self {
         Self {
             status,
-            content_type: String::new(),
+            content_type: Cow::Borrowed(""),
             headers: vec![],
             body: Bytes::new(),
             stream: None,
@@ -250,8 +256,18 @@ impl Reply {
     /// that are not the function's own).
     pub fn into_response(self) -> actix_web::HttpResponse {
         let mut res = actix_web::HttpResponse::build(self.status);
-        if !self.content_type.is_empty() {
-            res.content_type(self.content_type);
+        match self.content_type {
+            Cow::Borrowed("") => {}
+            Cow::Borrowed(constant) => {
+                res.insert_header((
+                    actix_web::http::header::CONTENT_TYPE,
+                    actix_web::http::header::HeaderValue::from_static(constant),
+                ));
+            }
+            Cow::Owned(given) if given.is_empty() => {}
+            Cow::Owned(given) => {
+                res.content_type(given);
+            }
         }
         for (k, v) in self.headers {
             res.append_header((k, v));
@@ -265,7 +281,7 @@ impl Reply {
     pub fn from_problem(problem: &Problem) -> Self {
         Self {
             status: StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_GATEWAY),
-            content_type: "application/problem+json".into(),
+            content_type: Cow::Borrowed("application/problem+json"),
             headers: vec![],
             body: Bytes::from(serde_json::to_vec(problem).expect("serializable problem")),
             stream: None,

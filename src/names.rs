@@ -171,9 +171,9 @@ impl Resource {
         let resource = resource.trim();
         let valid = !resource.is_empty()
             && resource.len() <= MAX_RESOURCE_LEN
-            && resource
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+            && resource.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/')
+            });
         if valid {
             Ok(Self(crate::identity::normalize_resource(resource)))
         } else {

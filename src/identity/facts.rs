@@ -27,6 +27,8 @@ pub struct TokenFacts {
     pub authorization_json: String,
     /// `expires_on` as RFC 3339.
     pub expires_on: String,
+    /// A reply built from these facts, kept with them (see [`TokenFacts::reply`]).
+    replies: [std::sync::OnceLock<bytes::Bytes>; 2],
 }
 
 impl TokenFacts {
@@ -42,7 +44,18 @@ impl TokenFacts {
             claims_json,
             claims,
             expires_on: token.expires_on.format(&Rfc3339).unwrap_or_default(),
+            replies: Default::default(),
         }
+    }
+
+    /// The reply a function renders from these facts, rendered on its first
+    /// use and reused while the token lasts. `variant` tells the renderings
+    /// apart (`/api/token` renders one for a fresh and one for a cached token).
+    /// Facts are kept per resource and identity, so a rendering may use both.
+    pub fn reply(&self, variant: bool, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        self.replies[usize::from(variant)]
+            .get_or_init(render)
+            .clone()
     }
 }
 
@@ -145,6 +158,9 @@ mod tests {
             r#"{"aud":"https://vault.azure.net","roles":["A"]}"#
         );
         assert_eq!(a.expires_on, "2024-10-04T00:00:00Z");
+        assert_eq!(a.reply(true, || "first".into()), "first");
+        assert_eq!(b.reply(true, || "second".into()), "first", "rendered once");
+        assert_eq!(b.reply(false, || "other".into()), "other");
 
         let refreshed = token(r#"{"aud":"https://vault.azure.net","roles":["A","B"],"iat":2}"#);
         let c = cache.facts(

@@ -512,15 +512,17 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
 /// are one resource. The path keeps its case (App ID URIs may use it).
 pub fn normalize_resource(resource: &str) -> String {
     let resource = resource.trim().trim_end_matches('/');
-    // One allocation: this runs on every cache lookup.
-    let host_end = resource.find("://").map_or(0, |i| {
+    // This runs on every cache lookup: one allocation, and a byte search
+    // (`str::find` with a string pattern sets up a two-way searcher each call).
+    let scheme_end = resource.as_bytes().windows(3).position(|w| w == b"://");
+    let host_end = scheme_end.map_or(0, |i| {
         let authority = i + 3;
         resource[authority..]
             .find('/')
             .map_or(resource.len(), |j| authority + j)
     });
     let mut out = resource.to_owned();
-    // `host_end` is just past an ASCII `/` or at the end, so a char boundary.
+    // `host_end` is at an ASCII `/` or the end, so on a char boundary.
     out[..host_end].make_ascii_lowercase();
     out
 }
