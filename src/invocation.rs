@@ -71,10 +71,13 @@ impl Protocol {
         let single = |name: &HeaderName| {
             let mut values = headers.get_all(name);
             let first = values.next().and_then(|v| v.to_str().ok());
-            first.filter(|v| values.next().is_none() && uuid::Uuid::try_parse(v).is_ok())
+            first.filter(|_| values.next().is_none())
         };
         match (single(&INVOCATION_ID), single(&PROXY_INVOCATION_ID)) {
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Protocol::Proxy,
+            // Equal, so one GUID check serves both.
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) && uuid::Uuid::try_parse(a).is_ok() => {
+                Protocol::Proxy
+            }
             _ => Protocol::Forward,
         }
     }

@@ -25,20 +25,26 @@ impl TraceHeaders {
     /// `traceparent` is ambiguous, so it counts as none; repeated `tracestate`
     /// values are joined, as the spec says lists may be split.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut parents = Vec::new();
-        let mut states = Vec::new();
+        // One pass, no intermediate lists: this runs on every request.
+        let mut parent: Option<&str> = None;
+        let mut repeated = false;
+        let mut state = String::new();
         for (name, value) in pairs {
             if name.eq_ignore_ascii_case(TRACEPARENT) {
-                parents.push(value.trim());
+                repeated |= parent.is_some();
+                parent = Some(value.trim());
             } else if name.eq_ignore_ascii_case(TRACESTATE) {
-                states.push(value.trim());
+                let value = value.trim();
+                if !value.is_empty() && state.len() <= MAX_TRACESTATE {
+                    if !state.is_empty() {
+                        state.push(',');
+                    }
+                    state.push_str(value);
+                }
             }
         }
-        let traceparent = match parents.as_slice() {
-            [one] => Some((*one).to_owned()),
-            _ => None,
-        };
-        let tracestate = Some(states.join(","))
+        let traceparent = parent.filter(|_| !repeated).map(str::to_owned);
+        let tracestate = Some(state)
             .filter(|s| !s.is_empty() && s.len() <= MAX_TRACESTATE && traceparent.is_some());
         Self {
             traceparent,
