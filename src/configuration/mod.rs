@@ -10,18 +10,25 @@
 //! (`azure_client_id = "…"`) and as-is in the environment (`AZURE_CLIENT_ID`).
 //! Every setting is listed in the README's configuration table.
 
-use crate::identity::{
-    IdentityConfig, ManagedIdentitySource, RetryOptions, SourceMode, UserAssignedId,
-};
-use crate::names::{
-    ContainerName, InvalidName, KEY_VAULT_RESOURCE, Resource, STORAGE_RESOURCE, SecretName,
-};
-use app_service_identity::SelectorSettingError;
-use azure_core::credentials::Secret;
+//!
+//! | file | section |
+//! |---|---|
+//! | `mod.rs` | loading, the server and telemetry sections, the shared parsers |
+//! | `identity.rs` | the managed-identity source, selector and retries |
+//! | `azure.rs` | upstream URLs, allow-lists, limits |
+
+mod azure;
+mod identity;
+
+pub use azure::{AzureSettings, DEFAULT_BLOB_CONTAINERS, DEFAULT_MAX_UPLOAD_BYTES};
+
+use crate::identity::IdentityConfig;
+use crate::names::InvalidName;
+use azure::RawAzure;
+use identity::RawIdentity;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The app settings a deployment must set for the functions to reach Azure
 /// (infra/main.bicep sets each; devstack sets each locally; tests check both).
@@ -45,39 +52,6 @@ pub struct Settings {
     pub identity: IdentityConfig,
     pub telemetry: TelemetrySettings,
     pub azure: AzureSettings,
-}
-
-/// Where the functions' upstreams are and how to call them. Every URL is
-/// optional: a function whose setting is missing answers a problem naming it.
-#[derive(Debug, Clone)]
-pub struct AzureSettings {
-    pub keyvault_url: Option<String>,
-    /// Keep `true` in production. `false` (KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK)
-    /// lets a vault at 127.0.0.1 (devstack) pass the SDK's challenge check.
-    pub verify_challenge_resource: bool,
-    pub secret_cache_ttl: Duration,
-    /// Demo only: return secret values from `/api/secrets`.
-    pub expose_secret_values: bool,
-    pub storage_account_url: Option<String>,
-    /// Pins `x-ms-version` (e.g. for an older emulator); `None` uses the SDK's.
-    pub storage_api_version: Option<String>,
-    pub max_body_bytes: usize,
-    /// `MAX_UPLOAD_BYTES`: the largest blob a PUT may stream to Storage
-    /// (default 100 MB, the host's own request limit).
-    pub max_upload_bytes: u64,
-    pub audit_container: ContainerName,
-    /// `BLOB_CONTAINERS`: the only containers `blobs` may read and write.
-    pub blob_containers: Vec<ContainerName>,
-    /// `TOKEN_ALLOWED_RESOURCES`: the only resources `/api/token` mints for,
-    /// normalized as Entra compares them.
-    pub token_allowed_resources: Vec<Resource>,
-    pub app2_base_url: Option<String>,
-    pub app2_resource: Option<String>,
-    pub flow_secret_name: SecretName,
-    /// Extra CA certificates (PEM) to trust, e.g. devstack's local CA.
-    pub extra_ca_cert: Option<PathBuf>,
-    pub upstream_max_retries: u32,
-    pub upstream_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -129,43 +103,6 @@ struct RawServer {
 struct RawTelemetry {
     log_format: Option<String>,
     rust_log: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawIdentity {
-    managed_identity_source: Option<String>,
-    identity_endpoint: Option<String>,
-    identity_header: Option<String>,
-    msi_endpoint: Option<String>,
-    msi_secret: Option<String>,
-    azure_pod_identity_authority_host: Option<String>,
-    azure_client_id: Option<String>,
-    managed_identity_object_id: Option<String>,
-    managed_identity_resource_id: Option<String>,
-    identity_max_retries: Option<String>,
-    identity_attempt_timeout_ms: Option<String>,
-    identity_deadline_ms: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawAzure {
-    keyvault_url: Option<String>,
-    keyvault_skip_challenge_resource_check: Option<String>,
-    secret_cache_ttl_secs: Option<String>,
-    expose_secret_values: Option<String>,
-    storage_account_url: Option<String>,
-    storage_api_version: Option<String>,
-    max_body_bytes: Option<String>,
-    max_upload_bytes: Option<String>,
-    audit_container: Option<String>,
-    blob_containers: Option<String>,
-    token_allowed_resources: Option<String>,
-    app2_base_url: Option<String>,
-    app2_resource: Option<String>,
-    flow_secret_name: Option<String>,
-    extra_ca_cert: Option<String>,
-    upstream_max_retries: Option<String>,
-    upstream_timeout_ms: Option<String>,
 }
 
 impl Settings {
@@ -263,173 +200,6 @@ impl RawTelemetry {
     }
 }
 
-impl RawIdentity {
-    fn validate(self) -> Result<IdentityConfig, SettingsError> {
-        let selector_settings = (
-            ("AZURE_CLIENT_ID", self.azure_client_id.as_deref()),
-            (
-                "MANAGED_IDENTITY_OBJECT_ID",
-                self.managed_identity_object_id.as_deref(),
-            ),
-            (
-                "MANAGED_IDENTITY_RESOURCE_ID",
-                self.managed_identity_resource_id.as_deref(),
-            ),
-        );
-        let user_assigned = UserAssignedId::from_settings(
-            selector_settings.0,
-            selector_settings.1,
-            selector_settings.2,
-        )
-        .map_err(|e| match e {
-            SelectorSettingError::Invalid { name, reason } => {
-                SettingsError::Invalid { name, reason }
-            }
-            other => SettingsError::ConflictingIdentitySelectors(other.to_string()),
-        })?
-        .map(|id| {
-            let setting = match id {
-                UserAssignedId::ObjectId(_) => "MANAGED_IDENTITY_OBJECT_ID",
-                UserAssignedId::ResourceId(_) => "MANAGED_IDENTITY_RESOURCE_ID",
-                _ => "AZURE_CLIENT_ID",
-            };
-            (id, setting)
-        });
-
-        let mode = self
-            .managed_identity_source
-            .as_deref()
-            .unwrap_or_default()
-            .parse::<SourceMode>()
-            .map_err(|reason| SettingsError::Invalid {
-                name: "MANAGED_IDENTITY_SOURCE",
-                reason,
-            })?;
-
-        let retry = if self.identity_max_retries.is_some()
-            || self.identity_attempt_timeout_ms.is_some()
-            || self.identity_deadline_ms.is_some()
-        {
-            let base = if mode == SourceMode::Managed(ManagedIdentitySource::Imds) {
-                RetryOptions::imds()
-            } else {
-                RetryOptions::app_service()
-            };
-            let ms =
-                |name, v: &Option<String>, default: Duration| -> Result<Duration, SettingsError> {
-                    v.as_deref()
-                        .map(|v| parse::<u64>(name, v).map(Duration::from_millis))
-                        .unwrap_or(Ok(default))
-                };
-            Some(RetryOptions {
-                max_retries: self
-                    .identity_max_retries
-                    .as_deref()
-                    .map(|v| parse("IDENTITY_MAX_RETRIES", v))
-                    .transpose()?
-                    .unwrap_or(base.max_retries),
-                attempt_timeout: ms(
-                    "IDENTITY_ATTEMPT_TIMEOUT_MS",
-                    &self.identity_attempt_timeout_ms,
-                    base.attempt_timeout,
-                )?,
-                deadline: ms(
-                    "IDENTITY_DEADLINE_MS",
-                    &self.identity_deadline_ms,
-                    base.deadline,
-                )?,
-                ..base
-            })
-        } else {
-            None
-        };
-
-        Ok(IdentityConfig {
-            mode,
-            identity_endpoint: self.identity_endpoint,
-            identity_header: self.identity_header.map(Secret::from),
-            msi_endpoint: self.msi_endpoint,
-            msi_secret: self.msi_secret.map(Secret::from),
-            imds_authority: self.azure_pod_identity_authority_host,
-            user_assigned,
-            retry,
-        })
-    }
-}
-
-impl RawAzure {
-    fn validate(self) -> Result<AzureSettings, SettingsError> {
-        let blob_containers = list(self.blob_containers.as_deref(), DEFAULT_BLOB_CONTAINERS)
-            .iter()
-            .map(|c| named("BLOB_CONTAINERS", c, ContainerName::parse))
-            .collect::<Result<Vec<_>, _>>()?;
-        let app_resources = [
-            Some(KEY_VAULT_RESOURCE),
-            Some(STORAGE_RESOURCE),
-            self.app2_resource.as_deref(),
-        ];
-        let default_resources: Vec<&str> = app_resources.into_iter().flatten().collect();
-        let token_allowed_resources = list(
-            self.token_allowed_resources.as_deref(),
-            &default_resources.join(","),
-        )
-        .iter()
-        .map(|r| named("TOKEN_ALLOWED_RESOURCES", r, Resource::parse))
-        .collect::<Result<Vec<_>, _>>()?;
-
-        Ok(AzureSettings {
-            blob_containers,
-            token_allowed_resources,
-            verify_challenge_resource: !flag(
-                "KEYVAULT_SKIP_CHALLENGE_RESOURCE_CHECK",
-                &self.keyvault_skip_challenge_resource_check,
-            )?,
-            secret_cache_ttl: Duration::from_secs(
-                opt("SECRET_CACHE_TTL_SECS", &self.secret_cache_ttl_secs)?.unwrap_or(300),
-            ),
-            expose_secret_values: flag("EXPOSE_SECRET_VALUES", &self.expose_secret_values)?,
-            max_body_bytes: opt("MAX_BODY_BYTES", &self.max_body_bytes)?
-                .unwrap_or(10 * 1024 * 1024),
-            max_upload_bytes: opt("MAX_UPLOAD_BYTES", &self.max_upload_bytes)?
-                .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
-            audit_container: named(
-                "AUDIT_CONTAINER",
-                self.audit_container.as_deref().unwrap_or("audit"),
-                ContainerName::parse,
-            )?,
-            flow_secret_name: named(
-                "FLOW_SECRET_NAME",
-                self.flow_secret_name
-                    .as_deref()
-                    .unwrap_or("app1-demo-secret"),
-                SecretName::parse,
-            )?,
-            upstream_max_retries: opt("UPSTREAM_MAX_RETRIES", &self.upstream_max_retries)?
-                .unwrap_or(2),
-            upstream_timeout: Duration::from_millis(
-                opt("UPSTREAM_TIMEOUT_MS", &self.upstream_timeout_ms)?.unwrap_or(10_000),
-            ),
-            keyvault_url: self.keyvault_url,
-            storage_account_url: self
-                .storage_account_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            storage_api_version: self.storage_api_version,
-            app2_base_url: self
-                .app2_base_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            app2_resource: self.app2_resource,
-            extra_ca_cert: self.extra_ca_cert.map(PathBuf::from),
-        })
-    }
-}
-
-/// The containers `blobs` may reach when `BLOB_CONTAINERS` is not set.
-pub const DEFAULT_BLOB_CONTAINERS: &str = "app1-data";
-
-/// The host's own default request-body limit (`FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`
-/// unset): an upload the host accepts is one the handler accepts by default.
-pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 104_857_600;
-
 /// A setting's value parsed into its name type, or an error naming the setting.
 fn named<T>(
     name: &'static str,
@@ -494,6 +264,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::{ManagedIdentitySource, SourceMode, UserAssignedId};
+    use crate::names::Resource;
+    use std::time::Duration;
 
     const GUID: &str = "5e29463d-71da-4fe0-8e69-999b57db23b0";
 
