@@ -63,7 +63,8 @@ impl TokenFacts {
 /// token refreshed (or replaced) for the same pair is decoded afresh.
 pub struct FactsCache {
     entries: Mutex<lru::LruCache<u64, (String, Arc<TokenFacts>)>>,
-    hasher: std::hash::RandomState,
+    /// lru's own (foldhash, seeded per process): SipHash was most of a lookup.
+    hasher: lru::DefaultHasher,
 }
 
 /// Resources × identities a handler asks for: a few allow-listed resources,
