@@ -42,21 +42,25 @@ pub fn build_with(
     extra_ca: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, HttpClientError> {
-    let mut b = builder(timeout);
-    if let Some(path) = extra_ca {
-        let pem = std::fs::read(path).map_err(|source| HttpClientError::UnreadableCa {
-            path: path.to_owned(),
-            source,
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-            HttpClientError::NotPem {
-                path: path.to_owned(),
-                source,
-            }
-        })?;
-        b = b.tls_certs_merge(certs);
-    }
-    b.build().map_err(HttpClientError::Build)
+    builder(timeout)
+        .tls_certs_merge(extra_certs(extra_ca)?)
+        .build()
+        .map_err(HttpClientError::Build)
+}
+
+/// The PEM certificates in `extra_ca`, read and checked (none without one).
+fn extra_certs(extra_ca: Option<&Path>) -> Result<Vec<reqwest::Certificate>, HttpClientError> {
+    let Some(path) = extra_ca else {
+        return Ok(vec![]);
+    };
+    let pem = std::fs::read(path).map_err(|source| HttpClientError::UnreadableCa {
+        path: path.to_owned(),
+        source,
+    })?;
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| HttpClientError::NotPem {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
@@ -96,36 +100,11 @@ impl SharedClient {
     /// Reads and checks `extra_ca` now (a bad file stops startup, naming
     /// it); builds the client on first use.
     pub fn new(extra_ca: Option<&Path>, timeout: Duration) -> Result<Self, HttpClientError> {
-        let extra_certs = match extra_ca {
-            None => vec![],
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|source| HttpClientError::UnreadableCa {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                    HttpClientError::NotPem {
-                        path: path.to_owned(),
-                        source,
-                    }
-                })?
-            }
-        };
         Ok(Self(std::sync::Arc::new(Lazy {
             client: Default::default(),
-            extra_certs,
+            extra_certs: extra_certs(extra_ca)?,
             timeout,
         })))
-    }
-
-    /// A client built already (tests).
-    pub fn ready(client: reqwest::Client) -> Self {
-        let lazy = Lazy {
-            client: Ok(client).into(),
-            extra_certs: vec![],
-            timeout: Duration::from_secs(30),
-        };
-        Self(std::sync::Arc::new(lazy))
     }
 
     /// The client, built now if this is the first call. An error (the TLS

@@ -260,14 +260,14 @@ impl Reply {
     pub fn into_response(self) -> actix_web::HttpResponse {
         let mut res = actix_web::HttpResponse::build(self.status);
         match self.content_type {
-            Cow::Borrowed("") => {}
+            _ if self.content_type.is_empty() => {}
+            // A constant needs no copy.
             Cow::Borrowed(constant) => {
                 res.insert_header((
                     actix_web::http::header::CONTENT_TYPE,
                     actix_web::http::header::HeaderValue::from_static(constant),
                 ));
             }
-            Cow::Owned(given) if given.is_empty() => {}
             Cow::Owned(given) => {
                 res.content_type(given);
             }

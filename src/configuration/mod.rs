@@ -9,7 +9,6 @@
 //! Keys are the app-setting names in lower case in the file
 //! (`azure_client_id = "…"`) and as-is in the environment (`AZURE_CLIENT_ID`).
 //! Every setting is listed in the README's configuration table.
-
 //!
 //! | file | section |
 //! |---|---|

@@ -352,10 +352,7 @@ impl IdentityProvider {
     pub fn describe(&self, identity: Option<&UserAssignedId>) -> IdentityDescription {
         match &self.chain {
             Chain::Managed(c) => c.describe(identity).into(),
-            Chain::Developer(_) => IdentityDescription::new(CredentialSource::Developer, identity),
-            Chain::Unavailable(_) => {
-                IdentityDescription::new(CredentialSource::Unconfigured, identity)
-            }
+            _ => IdentityDescription::new(self.source(), identity),
         }
     }
 

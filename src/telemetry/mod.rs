@@ -145,10 +145,11 @@ pub fn invocation_context(caller: &TraceHeaders) -> opentelemetry::Context {
     }
 }
 
-/// Sets up the process: the tracer provider from the standard settings, made
-/// global so the Azure SDK's own spans join ours, and the subscriber writing
-/// to stdout. Call once, before the async runtime starts (the exporters use
-/// blocking clients); call [`Telemetry::shutdown`] after it ends.
+/// Sets up the process: the tracer provider from the standard settings (made
+/// global when it records, so the Azure SDK's own spans join ours), and the
+/// subscriber writing to stdout. Call once, before the async runtime starts
+/// (the exporters use blocking clients); call [`Telemetry::shutdown`] after it
+/// ends.
 pub fn init(settings: &TelemetrySettings, export: &Export) -> Result<Telemetry, ExportError> {
     let telemetry = Telemetry::new(SERVICE_NAME, export)?;
     install(settings, &telemetry, std::io::stdout);
@@ -248,6 +249,34 @@ mod tests {
         assert!(
             line.starts_with(&format!("{{\"trace_id\":\"{trace_id}\"")),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn without_an_exporter_lines_carry_the_invocations_ids() {
+        let telemetry = Telemetry::off(SERVICE_NAME);
+        let caller = TraceHeaders {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            tracestate: None,
+        };
+        let (sent, text) = in_invocation(&telemetry, "warn", || {
+            let _ids = app_telemetry::ids::child_of(&caller).attach();
+            tracing::warn!("inside");
+            trace_headers()
+        });
+        let line = text.lines().find(|l| l.contains("inside")).unwrap();
+        assert!(
+            line.starts_with(r#"{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":""#),
+            "{line}"
+        );
+        let sent = sent.traceparent.unwrap();
+        assert!(
+            sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{sent}"
+        );
+        assert!(
+            line.contains(&sent[36..52]),
+            "the line's span id is the one sent: {line}"
         );
     }
 
