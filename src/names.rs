@@ -61,8 +61,12 @@ name_type!(
     BlobName
 );
 name_type!(
-    /// A relative path on app2 (see [`App2Path::parse`]).
-    App2Path
+    /// A relative path on a downstream API (see [`ApiPath::parse`]).
+    ApiPath
+);
+name_type!(
+    /// A downstream API's name (see [`ApiName::parse`]).
+    ApiName
 );
 name_type!(
     /// A token resource as Entra compares it (scheme and host in lower case,
@@ -140,7 +144,7 @@ impl BlobName {
     }
 }
 
-impl App2Path {
+impl ApiPath {
     /// Relative, at most 2048 bytes, no scheme, no `.` or `..` segments, no
     /// backslashes or control characters, in its raw and its decoded form
     /// (`..%2F` must not slip through).
@@ -155,9 +159,40 @@ impl App2Path {
             Ok(Self(path.to_owned()))
         } else {
             Err(InvalidName(
-                "the app2 path must be relative, without '.' or '..' segments, backslashes or control characters",
+                "the API path must be relative, without '.' or '..' segments, backslashes or control characters",
             ))
         }
+    }
+}
+
+impl ApiName {
+    /// 1–32 of `a-z 0-9 _`, starting with a letter: a name that is the same
+    /// in a TOML table, an app setting (`DOWNSTREAM_APIS__<NAME>__…`) and a route.
+    pub fn parse(name: &str) -> Result<Self, InvalidName> {
+        let valid = (1..=32).contains(&name.len())
+            && name.as_bytes()[0].is_ascii_lowercase()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidName(
+                "an API name is 1-32 of a-z, 0-9 and _, starting with a letter",
+            ))
+        }
+    }
+}
+
+impl PartialOrd for ApiName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ApiName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
     }
 }
 
@@ -253,8 +288,8 @@ mod tests {
 
     #[test]
     fn app2_paths() {
-        assert!(App2Path::parse("api/whoami").is_ok());
-        assert!(App2Path::parse("").is_ok());
+        assert!(ApiPath::parse("api/whoami").is_ok());
+        assert!(ApiPath::parse("").is_ok());
         for bad in [
             "../x",
             "a/../../b",
@@ -265,7 +300,7 @@ mod tests {
             "./a",
             "..%2Fx",
         ] {
-            assert!(App2Path::parse(bad).is_err(), "{bad:?}");
+            assert!(ApiPath::parse(bad).is_err(), "{bad:?}");
         }
     }
 

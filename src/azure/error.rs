@@ -11,26 +11,48 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Which hop of a request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// The caller's request itself.
     Request,
     Identity,
     Keyvault,
     Storage,
-    App2,
+    /// A downstream API, by its configured name (`app2`, `graph`, …).
+    Api(&'static str),
 }
 
 impl Stage {
+    /// The stage of the named API. Names are interned: a process has a
+    /// handful, fixed by its settings, so the stage stays `Copy`.
+    pub fn api(name: &str) -> Self {
+        static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        let interned = match names.iter().find(|n| **n == name) {
+            Some(n) => *n,
+            None => {
+                let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
+                names.push(n);
+                n
+            }
+        };
+        Stage::Api(interned)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Request => "request",
             Stage::Identity => "identity",
             Stage::Keyvault => "keyvault",
             Stage::Storage => "storage",
-            Stage::App2 => "app2",
+            Stage::Api(name) => name,
         }
+    }
+}
+
+impl Serialize for Stage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -137,8 +159,10 @@ impl UpstreamError {
     /// unavailable): the edge answers 503 rather than 502.
     pub fn is_temporary(&self) -> bool {
         match (self.stage, self.status) {
-            // Whatever app2 answers is app2's answer (a 502), as the README promises.
-            (Stage::App2, Some(_)) => false,
+            // Throttling is temporary wherever it comes from.
+            (Stage::Api(_), Some(429)) => true,
+            // Whatever a named API answers is its answer (a 502), as the README promises.
+            (Stage::Api(_), Some(_)) => false,
             (_, status) => matches!(status, None | Some(429 | 503 | 504)),
         }
     }

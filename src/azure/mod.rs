@@ -2,10 +2,11 @@
 //! and app2 through reqwest, all on the handler's own token provider and one
 //! shared HTTP client.
 
-pub mod app2;
 pub mod blobs;
 mod claims_recorder;
+pub mod downstream;
 pub mod error;
+pub mod graph;
 pub mod keyvault;
 mod trace_policy;
 
@@ -23,7 +24,12 @@ use std::time::Duration;
 pub struct AzureClients {
     pub secrets: Result<keyvault::SecretsService, ClientError>,
     pub blobs: Result<blobs::BlobStore, ClientError>,
-    pub app2: Result<app2::App2Client, ClientError>,
+    /// app2: the named API `app2`, or why it is not configured.
+    pub app2: Result<Arc<downstream::ApiClient>, ClientError>,
+    /// Every named API, app2 and graph included.
+    pub apis: std::collections::BTreeMap<String, Arc<downstream::ApiClient>>,
+    /// The directory, through the named API `graph`.
+    pub graph: graph::Graph,
     settings: AzureSettings,
     identity: Arc<IdentityProvider>,
     http: crate::http_client::SharedClient,
@@ -37,17 +43,31 @@ impl AzureClients {
         http: crate::http_client::SharedClient,
     ) -> Self {
         let credential: Arc<dyn TokenCredential> = identity.clone();
-        let app2 = match (&settings.app2_base_url, &settings.app2_resource) {
-            (None, _) => Err(not_configured(Stage::App2, "APP2_BASE_URL", "app2")),
-            (_, None) => Err(not_configured(Stage::App2, "APP2_RESOURCE", "app2")),
-            (Some(base), Some(resource)) => Ok(app2::App2Client::new(
-                base.clone(),
-                resource.clone(),
-                http.clone(),
-                identity.clone(),
-            )),
-        };
+        let apis: std::collections::BTreeMap<_, _> = settings
+            .downstream
+            .iter()
+            .map(|api| {
+                let client = downstream::ApiClient::new(
+                    api.clone(),
+                    settings.max_body_bytes,
+                    http.clone(),
+                    identity.clone(),
+                );
+                (api.name.to_string(), Arc::new(client))
+            })
+            .collect();
+        let app2 = apis
+            .get("app2")
+            .cloned()
+            .ok_or_else(|| not_configured(Stage::api("app2"), settings.app2_missing, "app2"));
+        let graph = graph::Graph::new(
+            apis.get("graph")
+                .cloned()
+                .expect("graph is a built-in named API"),
+            settings.graph_cache_ttl,
+        );
         Self {
+            graph,
             secrets: secrets_client(
                 settings,
                 credential.clone(),
@@ -56,6 +76,7 @@ impl AzureClients {
             ),
             blobs: blob_client(settings, credential, &http),
             app2,
+            apis,
             settings: settings.clone(),
             identity,
             http,

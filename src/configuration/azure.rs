@@ -1,9 +1,11 @@
 //! The Azure section: where the functions' upstreams are, the allow-lists
 //! and the limits.
 
+use super::downstream::{self, DownstreamApis, RawDownstreamApi};
 use super::{SettingsError, flag, list, named, opt};
 use crate::names::{ContainerName, KEY_VAULT_RESOURCE, Resource, STORAGE_RESOURCE, SecretName};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ pub struct AzureSettings {
     /// lets a vault at 127.0.0.1 (devstack) pass the SDK's challenge check.
     pub verify_challenge_resource: bool,
     pub secret_cache_ttl: Duration,
+    /// `GRAPH_CACHE_TTL_SECS`: how long the directory's answers are reused
+    /// (`whoami`, the 403 diagnosis), default 60 s.
+    pub graph_cache_ttl: Duration,
     /// Demo only: return secret values from `/api/secrets`.
     pub expose_secret_values: bool,
     pub storage_account_url: Option<String>,
@@ -29,10 +34,14 @@ pub struct AzureSettings {
     /// `BLOB_CONTAINERS`: the only containers `blobs` may read and write.
     pub blob_containers: Vec<ContainerName>,
     /// `TOKEN_ALLOWED_RESOURCES`: the only resources `/api/token` mints for,
-    /// normalized as Entra compares them.
+    /// normalized as Entra compares them (every named API's is added).
     pub token_allowed_resources: Vec<Resource>,
-    pub app2_base_url: Option<String>,
-    pub app2_resource: Option<String>,
+    /// The APIs called by name: `graph`, `app2` (from APP2_BASE_URL and
+    /// APP2_RESOURCE) and any `DOWNSTREAM_APIS__<NAME>__…`.
+    pub downstream: DownstreamApis,
+    /// The setting to name when app2 is not configured: APP2_BASE_URL, or
+    /// APP2_RESOURCE when only the base URL is set.
+    pub app2_missing: &'static str,
     pub flow_secret_name: SecretName,
     /// Extra CA certificates (PEM) to trust, e.g. devstack's local CA.
     pub extra_ca_cert: Option<PathBuf>,
@@ -45,6 +54,7 @@ pub(super) struct RawAzure {
     keyvault_url: Option<String>,
     keyvault_skip_challenge_resource_check: Option<String>,
     secret_cache_ttl_secs: Option<String>,
+    graph_cache_ttl_secs: Option<String>,
     expose_secret_values: Option<String>,
     storage_account_url: Option<String>,
     storage_api_version: Option<String>,
@@ -55,6 +65,7 @@ pub(super) struct RawAzure {
     token_allowed_resources: Option<String>,
     app2_base_url: Option<String>,
     app2_resource: Option<String>,
+    downstream_apis: Option<HashMap<String, RawDownstreamApi>>,
     flow_secret_name: Option<String>,
     extra_ca_cert: Option<String>,
     upstream_max_retries: Option<String>,
@@ -67,19 +78,36 @@ impl RawAzure {
             .iter()
             .map(|c| named("BLOB_CONTAINERS", c, ContainerName::parse))
             .collect::<Result<Vec<_>, _>>()?;
-        let app_resources = [
+        let app2_missing = if self.app2_base_url.is_some() {
+            "APP2_RESOURCE"
+        } else {
+            "APP2_BASE_URL"
+        };
+        let downstream = downstream::validate(
+            self.downstream_apis,
+            self.app2_base_url.as_deref(),
+            self.app2_resource.as_deref(),
+        )?;
+        let default_resources = [
             Some(KEY_VAULT_RESOURCE),
             Some(STORAGE_RESOURCE),
             self.app2_resource.as_deref(),
-        ];
-        let default_resources: Vec<&str> = app_resources.into_iter().flatten().collect();
-        let token_allowed_resources = list(
-            self.token_allowed_resources.as_deref(),
-            &default_resources.join(","),
-        )
-        .iter()
-        .map(|r| named("TOKEN_ALLOWED_RESOURCES", r, Resource::parse))
-        .collect::<Result<Vec<_>, _>>()?;
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(",");
+        let mut token_allowed_resources =
+            list(self.token_allowed_resources.as_deref(), &default_resources)
+                .iter()
+                .map(|r| named("TOKEN_ALLOWED_RESOURCES", r, Resource::parse))
+                .collect::<Result<Vec<_>, _>>()?;
+        // A named API is one the app calls, so its tokens may be inspected.
+        for api in downstream.iter() {
+            if !token_allowed_resources.contains(&api.resource) {
+                token_allowed_resources.push(api.resource.clone());
+            }
+        }
 
         Ok(AzureSettings {
             blob_containers,
@@ -90,6 +118,9 @@ impl RawAzure {
             )?,
             secret_cache_ttl: Duration::from_secs(
                 opt("SECRET_CACHE_TTL_SECS", &self.secret_cache_ttl_secs)?.unwrap_or(300),
+            ),
+            graph_cache_ttl: Duration::from_secs(
+                opt("GRAPH_CACHE_TTL_SECS", &self.graph_cache_ttl_secs)?.unwrap_or(60),
             ),
             expose_secret_values: flag("EXPOSE_SECRET_VALUES", &self.expose_secret_values)?,
             max_body_bytes: opt("MAX_BODY_BYTES", &self.max_body_bytes)?
@@ -118,12 +149,17 @@ impl RawAzure {
                 .storage_account_url
                 .map(|u| u.trim_end_matches('/').to_owned()),
             storage_api_version: self.storage_api_version,
-            app2_base_url: self
-                .app2_base_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            app2_resource: self.app2_resource,
+            downstream,
+            app2_missing,
             extra_ca_cert: self.extra_ca_cert.map(PathBuf::from),
         })
+    }
+}
+
+impl AzureSettings {
+    /// app2, when APP2_BASE_URL and APP2_RESOURCE (or its DOWNSTREAM_APIS__APP2__…) are set.
+    pub fn app2(&self) -> Option<&downstream::DownstreamApi> {
+        self.downstream.get("app2")
     }
 }
 

@@ -15,11 +15,14 @@
 //! | `mod.rs` | loading, the server and telemetry sections, the shared parsers |
 //! | `identity.rs` | the managed-identity source, selector and retries |
 //! | `azure.rs` | upstream URLs, allow-lists, limits |
+//! | `downstream.rs` | the APIs called by name (`DOWNSTREAM_APIS__<NAME>__…`) |
 
 mod azure;
+mod downstream;
 mod identity;
 
 pub use azure::{AzureSettings, DEFAULT_BLOB_CONTAINERS, DEFAULT_MAX_UPLOAD_BYTES};
+pub use downstream::{DownstreamApi, DownstreamApis, GRAPH_BASE_URL, GRAPH_RESOURCE, PathPattern};
 
 use crate::identity::IdentityConfig;
 use crate::names::InvalidName;
@@ -69,6 +72,9 @@ pub enum SettingsError {
     Load(#[from] config::ConfigError),
     #[error("setting {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A `DOWNSTREAM_APIS__<NAME>__<FIELD>` setting (its name is the API's).
+    #[error("setting {setting} is invalid: {reason}")]
+    InvalidApi { setting: String, reason: String },
     /// More than one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID and
     /// MANAGED_IDENTITY_RESOURCE_ID is set.
     #[error(
@@ -132,10 +138,15 @@ impl Settings {
             );
         }
         // Empty values count as unset, as an app setting cleared in the portal.
-        let env = env
+        let env: HashMap<String, String> = env
             .into_iter()
             .filter(|(_, v)| !v.trim().is_empty())
             .collect();
+        // Nested settings (`DOWNSTREAM_APIS__<NAME>__<FIELD>`) layer over the
+        // file's tables; every other setting is flat.
+        for (key, value) in downstream::env_overrides(&env)? {
+            builder = builder.set_override(key, value)?;
+        }
         let raw: Raw = builder
             .add_source(config::Environment::default().source(Some(env)))
             .build()?
@@ -410,7 +421,8 @@ mod tests {
             [
                 "https://vault.azure.net",
                 "https://storage.azure.com",
-                "api://app2-id"
+                "api://app2-id",
+                "https://graph.microsoft.com"
             ]
         );
         let s = load(&[
@@ -427,6 +439,148 @@ mod tests {
         );
         let bad = load(&[("BLOB_CONTAINERS", "ok-name,Bad_Name")]).unwrap_err();
         assert!(bad.to_string().contains("BLOB_CONTAINERS"), "{bad}");
+    }
+
+    #[test]
+    fn downstream_apis_layer_file_then_environment_with_builtins() {
+        let s = load(&[]).unwrap().azure;
+        assert_eq!(s.downstream.names(), ["graph"]);
+        let graph = s.downstream.get("graph").unwrap();
+        assert_eq!(graph.base_url, GRAPH_BASE_URL);
+        assert_eq!(graph.scope, "https://graph.microsoft.com/.default");
+        assert!(
+            graph.allowed_paths.is_empty(),
+            "no path is reachable by default"
+        );
+        assert_eq!(graph.methods, ["GET"]);
+
+        let dir = std::env::temp_dir().join(format!("handler-apis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("handler.toml");
+        std::fs::write(
+            &path,
+            "[downstream_apis.partner]\nbase_url = \"https://partner.example/api/\"\nscopes = \"api://partner/.default\"\nallowed_paths = \"items/*\"\n",
+        )
+        .unwrap();
+        let env = HashMap::from([
+            (
+                "APP2_BASE_URL".to_string(),
+                "https://app2.example".to_string(),
+            ),
+            ("APP2_RESOURCE".to_string(), "api://app2-id".to_string()),
+            (
+                "DOWNSTREAM_APIS__PARTNER__METHODS".to_string(),
+                "get, POST".to_string(),
+            ),
+            (
+                "DOWNSTREAM_APIS__PARTNER__CLIENT_ID".to_string(),
+                GUID.to_string(),
+            ),
+            (
+                "downstream_apis__app2__allowed_paths".to_string(),
+                "api/whoami".to_string(),
+            ),
+        ]);
+        let s = Settings::from_sources(Some((path, true)), env)
+            .unwrap()
+            .azure;
+        assert_eq!(s.downstream.names(), ["app2", "graph", "partner"]);
+        let partner = s.downstream.get("partner").unwrap();
+        assert_eq!(partner.base_url, "https://partner.example/api");
+        assert_eq!(partner.resource.as_str(), "api://partner");
+        assert_eq!(partner.methods, ["GET", "POST"]);
+        assert_eq!(
+            partner.identity,
+            Some(UserAssignedId::ClientId(GUID.into()))
+        );
+        let app2 = s.app2().unwrap();
+        assert_eq!(
+            (app2.base_url.as_str(), app2.scope.as_str()),
+            ("https://app2.example", "api://app2-id/.default")
+        );
+        assert_eq!(app2.allowed_paths[0].to_string(), "api/whoami");
+        let allowed: Vec<&str> = s
+            .token_allowed_resources
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert!(
+            allowed.contains(&"api://partner") && allowed.contains(&"https://graph.microsoft.com")
+        );
+    }
+
+    #[test]
+    fn bad_downstream_settings_stop_startup_naming_the_setting() {
+        let api = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("DOWNSTREAM_APIS__X__BASE_URL", "https://x.example"),
+                ("DOWNSTREAM_APIS__X__SCOPES", "api://x/.default"),
+            ];
+            pairs.extend_from_slice(extra);
+            load(&pairs).map(|_| ()).unwrap_err().to_string()
+        };
+        for (extra, setting, says) in [
+            (
+                ("DOWNSTREAM_APIS__X__BASE_URL", "http://x.example"),
+                "DOWNSTREAM_APIS__X__BASE_URL",
+                "https",
+            ),
+            (
+                (
+                    "DOWNSTREAM_APIS__X__SCOPES",
+                    "api://x/.default,api://y/.default",
+                ),
+                "DOWNSTREAM_APIS__X__SCOPES",
+                "exactly one",
+            ),
+            (
+                ("DOWNSTREAM_APIS__X__SCOPES", "api://x/read"),
+                "DOWNSTREAM_APIS__X__SCOPES",
+                "/.default",
+            ),
+            (
+                ("DOWNSTREAM_APIS__X__METHODS", "FETCH"),
+                "DOWNSTREAM_APIS__X__METHODS",
+                "FETCH",
+            ),
+            (
+                ("DOWNSTREAM_APIS__X__ALLOWED_PATHS", "a/**/b"),
+                "DOWNSTREAM_APIS__X__ALLOWED_PATHS",
+                "**",
+            ),
+            (
+                ("DOWNSTREAM_APIS__X__CLIENT_ID", "not-a-guid"),
+                "DOWNSTREAM_APIS__X__CLIENT_ID",
+                "GUID",
+            ),
+            (
+                ("DOWNSTREAM_APIS__X__BASEURL", "typo"),
+                "DOWNSTREAM_APIS__X__BASEURL",
+                "unknown field",
+            ),
+        ] {
+            let err = api(&[extra]);
+            assert!(
+                err.contains(setting) && err.contains(says),
+                "{extra:?}: {err}"
+            );
+        }
+        let two = api(&[
+            ("DOWNSTREAM_APIS__X__CLIENT_ID", GUID),
+            ("DOWNSTREAM_APIS__X__OBJECT_ID", GUID),
+        ]);
+        assert!(
+            two.contains("DOWNSTREAM_APIS__X__CLIENT_ID and DOWNSTREAM_APIS__X__OBJECT_ID"),
+            "{two}"
+        );
+        // Loopback may be plain http (devstack, tests).
+        assert!(
+            load(&[
+                ("DOWNSTREAM_APIS__X__BASE_URL", "http://127.0.0.1:8080"),
+                ("DOWNSTREAM_APIS__X__SCOPES", "api://x/.default"),
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

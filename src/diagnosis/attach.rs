@@ -1,8 +1,8 @@
 //! Gathering the facts of a refusal from a client's typed error: what the
 //! upstream said, the claims of the token it was sent, the identity in force.
-//! No network call: everything is already in the error and the settings.
+//! Only a named API's missing-role 403 makes a call: it asks the directory.
 
-use super::{Diagnosis, Facts, Target, explain};
+use super::{Diagnosis, Directory, Facts, Target, explain};
 use crate::azure::{ClientError, Stage, UpstreamError};
 use crate::identity::{TokenError, UserAssignedId};
 use crate::problem::ProblemType;
@@ -46,10 +46,40 @@ fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Opt
     })
 }
 
+/// How long the directory may take to answer before the diagnosis goes on without it.
+const DIRECTORY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// For a named API's 403 that names the role it wanted: what the directory
+/// says about that role and the principal the token was for.
+async fn directory_facts(upstream: &UpstreamError, state: &AppState) -> Option<Directory> {
+    let Stage::Api(name) = upstream.stage else {
+        return None;
+    };
+    if upstream.status != Some(403) || upstream.required_role.is_none() {
+        return None;
+    }
+    let claims = upstream.claims.as_ref()?;
+    let oid = claims.get("oid")?.as_str()?;
+    let resource = state.azure.apis.get(name).map(|c| c.resource().to_owned());
+    let app_id = super::rules::api_app_id(resource.as_deref(), claims)?;
+    let lookup = state.azure.graph.role_directory(&app_id, oid);
+    Some(
+        match tokio::time::timeout(DIRECTORY_DEADLINE, lookup).await {
+            Ok(Ok(directory)) => Directory::Read(directory),
+            Ok(Err(e)) => Directory::Unreadable((&e).into()),
+            Err(_) => Directory::Unreadable(crate::azure::graph::GraphUnreadable {
+                status: None,
+                code: None,
+                message: format!("Graph did not answer within {DIRECTORY_DEADLINE:?}"),
+            }),
+        },
+    )
+}
+
 /// The diagnosis of a client's failure, if one of the rules explains it, with
 /// the TROUBLESHOOTING.md section it belongs to. `identity` is a per-request
 /// selector, if the caller chose one.
-pub fn diagnose(
+pub async fn diagnose(
     err: &ClientError,
     state: &AppState,
     identity: Option<&UserAssignedId>,
@@ -81,7 +111,6 @@ pub fn diagnose(
     let per_request = identity.is_some();
     let effective = identity.or(state.identity.default_identity());
     let facts = Facts {
-        upstream,
         identity: state.identity.describe(identity),
         selector_setting: selector_setting(effective, per_request),
         target: Target {
@@ -91,9 +120,15 @@ pub fn diagnose(
                 .storage_account_url
                 .as_deref()
                 .and_then(first_label),
-            app2_resource: state.settings.app2_resource.clone(),
+            api_resource: match upstream.stage {
+                Stage::Api(name) => state.azure.apis.get(name),
+                _ => state.azure.apis.get("app2"),
+            }
+            .map(|c| c.resource().to_owned()),
         },
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        directory: directory_facts(&upstream, state).await,
+        upstream,
     };
     explain(&facts)
 }

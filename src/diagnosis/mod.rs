@@ -3,11 +3,13 @@
 //! [`explain`] is pure: it takes the [`Facts`] of a refusal (stage, upstream
 //! status and code, the claims of the token that was actually sent, the identity
 //! in force) and returns the cause and the exact fix, with ids filled in.
-//! [`diagnose`] gathers those facts from a client's typed error, with no
-//! network call; the edge (`functions::invoke`) adds the result to the problem.
+//! [`diagnose`] gathers those facts from a client's typed error and, for a
+//! missing app role, from the directory (Microsoft Graph) before the rules
+//! run; the edge (`functions::invoke`) adds the result to the problem.
 
 mod attach;
 mod refusal;
+mod roles;
 mod rules;
 
 pub use attach::diagnose;
@@ -30,6 +32,16 @@ pub struct Facts {
     pub target: Target,
     /// When the facts were gathered (unix seconds), to read `exp` and `nbf`.
     pub now: i64,
+    /// What the directory says about the role a 403 names, when it was asked.
+    pub directory: Option<Directory>,
+}
+
+/// The directory's answer for a missing-role 403.
+#[derive(Debug, Clone)]
+pub enum Directory {
+    Read(std::sync::Arc<crate::azure::graph::RoleDirectory>),
+    /// Graph refused (no `Application.Read.All`), throttled or was down.
+    Unreadable(crate::azure::graph::GraphUnreadable),
 }
 
 /// What the handler was talking to.
@@ -37,7 +49,8 @@ pub struct Facts {
 pub struct Target {
     pub vault: Option<String>,
     pub storage_account: Option<String>,
-    pub app2_resource: Option<String>,
+    /// The resource of the named API that refused (app2's APP2_RESOURCE, …).
+    pub api_resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -93,7 +93,23 @@ fn app2_client_id(
         .and_then(Value::as_str)
         .and_then(guid)
         .or_else(|| expected.iter().find_map(|e| guid(e)))
-        .or_else(|| f.target.app2_resource.as_deref().and_then(guid))
+        .or_else(|| f.target.api_resource.as_deref().and_then(guid))
+}
+
+/// The appId of the API a token was for: the GUID in its resource
+/// (`api://<guid>` or the bare client id), else in the token's `aud`.
+pub fn api_app_id(resource: Option<&str>, claims: &Map<String, Value>) -> Option<String> {
+    let guid = |s: &str| {
+        Some(
+            s.trim_start_matches("api://")
+                .trim_end_matches('/')
+                .to_owned(),
+        )
+        .filter(|s| is_guid(s))
+    };
+    resource
+        .and_then(guid)
+        .or_else(|| claims.get("aud").and_then(Value::as_str).and_then(guid))
 }
 
 /// How far `at` (unix seconds) is from the moment the facts were gathered.
@@ -106,6 +122,7 @@ fn relative(at: i64, now: i64) -> String {
 
 /// app2's (or its EasyAuth's) 401, by the reason it gave.
 fn app2_unauthorized(f: &Facts, challenge: &Map<String, Value>) -> (ProblemType, String, String) {
+    let api = f.upstream.stage.as_str();
     let text = |name: &str| {
         challenge
             .get(name)
@@ -133,10 +150,10 @@ fn app2_unauthorized(f: &Facts, challenge: &Map<String, Value>) -> (ProblemType,
         return (
             ProblemType::App2TenantMismatch,
             format!(
-                "app2's EasyAuth is configured for tenant {app2_tenant}, but the token was issued by tenant {tid} ({iss})."
+                "{api}'s EasyAuth is configured for tenant {app2_tenant}, but the token was issued by tenant {tid} ({iss})."
             ),
             format!(
-                "Use an identity of tenant {app2_tenant}, or make app2's openIdIssuer match tenant {tid}."
+                "Use an identity of tenant {app2_tenant}, or make {api}'s openIdIssuer match tenant {tid}."
             ),
         );
     }
@@ -150,13 +167,13 @@ fn app2_unauthorized(f: &Facts, challenge: &Map<String, Value>) -> (ProblemType,
     match refusal {
         TokenRefusal::KeysUnavailable => (
             ProblemType::App2SigningKeysUnavailable,
-            format!("app2 could not fetch its issuer's signing keys, so it could not check any token; this one (aud {aud}, iss {iss}) was not judged. app2 said: {said}"),
-            format!("Nothing is wrong with app1's token. Let app2 reach its issuer's OpenID metadata and keys (https://login.microsoftonline.com/{}/.well-known/openid-configuration and its jwks_uri): check app2's outbound network (NSG, firewall, proxy, private DNS). app2 remembers the failure for a few seconds, then fetches again by itself.", app2_tenant.as_deref().unwrap_or(&tid)),
+            format!("{api} could not fetch its issuer's signing keys, so it could not check any token; this one (aud {aud}, iss {iss}) was not judged. {api} said: {said}"),
+            format!("Nothing is wrong with app1's token. Let {api} reach its issuer's OpenID metadata and keys (https://login.microsoftonline.com/{}/.well-known/openid-configuration and its jwks_uri): check {api}'s outbound network (NSG, firewall, proxy, private DNS). {api} remembers the failure for a few seconds, then fetches again by itself.", app2_tenant.as_deref().unwrap_or(&tid)),
         ),
         TokenRefusal::Signature => (
             ProblemType::App2TokenSignature,
-            format!("app2 did not verify the token's signature: its signing key is not among the keys of the issuer app2 trusts, or the signature is bad. The token was issued by {iss} (tenant {tid}). app2 said: {said}"),
-            format!("Make app2 trust the issuer that signs app1's tokens: the authority and tenant app2 validates against must be {iss}'s (same tenant, same cloud). Right after a key rollover, one retry is enough: app2 fetches the keys again for an unknown kid."),
+            format!("{api} did not verify the token's signature: its signing key is not among the keys of the issuer {api} trusts, or the signature is bad. The token was issued by {iss} (tenant {tid}). {api} said: {said}"),
+            format!("Make {api} trust the issuer that signs app1's tokens: the authority and tenant {api} validates against must be {iss}'s (same tenant, same cloud). Right after a key rollover, one retry is enough: {api} fetches the keys again for an unknown kid."),
         ),
         TokenRefusal::Expired | TokenRefusal::NotYetValid => {
             let (what, at) = if refusal == TokenRefusal::Expired {
@@ -167,20 +184,20 @@ fn app2_unauthorized(f: &Facts, challenge: &Map<String, Value>) -> (ProblemType,
             let when = at.map(|t| format!("{t} ({})", relative(t, f.now))).unwrap_or_else(|| "absent".into());
             (
                 ProblemType::App2TokenExpired,
-                format!("app2 says the token {what} {when}."),
-                "app1 refreshes tokens before they expire, so if app1's clock says the token is still valid, a clock is wrong: compare app1's and app2's clocks with an NTP source (a skew of more than 5 minutes is refused). If app1's clock agrees with app2, restart app1 to drop its token cache.".into(),
+                format!("{api} says the token {what} {when}."),
+                format!("app1 refreshes tokens before they expire, so if app1's clock says the token is still valid, a clock is wrong: compare app1's and {api}'s clocks with an NTP source (a skew of more than 5 minutes is refused). If app1's clock agrees with {api}, restart app1 to drop its token cache."),
             )
         }
         TokenRefusal::Audience { found, expected } => {
             let client_id = app2_client_id(f, challenge, &expected).unwrap_or_else(|| APP2_CLIENT_ID_LOOKUP.into());
             let aud = found.unwrap_or(aud);
             let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"allowedAudiences": [aud]}}}});
-            let accepted = if expected.is_empty() { String::new() } else { format!(" app2 accepts {}.", expected.join(", ")) };
+            let accepted = if expected.is_empty() { String::new() } else { format!(" {api} accepts {}.", expected.join(", ")) };
             (
                 ProblemType::App2AudienceNotAllowed,
-                format!("app2 rejected the token's audience {aud}: it is not app2's client id ({client_id}) and not in app2's allowedAudiences.{accepted}"),
+                format!("{api} rejected the token's audience {aud}: it is not {api}'s client id ({client_id}) and not in {api}'s allowedAudiences.{accepted}"),
                 format!(
-                    "Add {aud} to app2's allowedAudiences (authsettingsV2 fragment: {fragment}; e.g. az webapp auth microsoft update -g <rg> -n <app2> --allowed-audiences {aud}), or set APP2_RESOURCE to a resource app2 already accepts, such as {client_id}."
+                    "Add {aud} to {api}'s allowedAudiences (authsettingsV2 fragment: {fragment}; e.g. az webapp auth microsoft update -g <rg> -n <{api}> --allowed-audiences {aud}), or set APP2_RESOURCE to a resource {api} already accepts, such as {client_id}."
                 ),
             )
         }
@@ -188,21 +205,21 @@ fn app2_unauthorized(f: &Facts, challenge: &Map<String, Value>) -> (ProblemType,
             let iss = found.unwrap_or(iss);
             (
                 ProblemType::App2IssuerNotAccepted,
-                format!("app2 does not trust the token's issuer {iss}."),
-                format!("Make app2's openIdIssuer accept tokens of tenant {tid}: https://sts.windows.net/{tid}/ for v1 tokens (what managed identities get unless app2's registration sets requestedAccessTokenVersion 2), https://login.microsoftonline.com/{tid}/v2.0 for v2."),
+                format!("{api} does not trust the token's issuer {iss}."),
+                format!("Make {api}'s openIdIssuer accept tokens of tenant {tid}: https://sts.windows.net/{tid}/ for v1 tokens (what managed identities get unless {api}'s registration sets requestedAccessTokenVersion 2), https://login.microsoftonline.com/{tid}/v2.0 for v2."),
             )
         }
         TokenRefusal::Missing => (
             ProblemType::App2TokenRejected,
-            format!("app2 received no bearer token, though app1 sent one: something between app1 and app2 dropped the Authorization header. app2 said: {said}"),
+            format!("{api} received no bearer token, though app1 sent one: something between app1 and {api} dropped the Authorization header. {api} said: {said}"),
             "Check any proxy or API gateway between app1 and APP2_BASE_URL: it must pass Authorization through (EasyAuth does).".into(),
         ),
         TokenRefusal::Unstated => {
             let client_id = app2_client_id(f, challenge, &[]).unwrap_or_else(|| APP2_CLIENT_ID_LOOKUP.into());
             (
                 ProblemType::App2TokenRejected,
-                format!("app2 refused the token without saying why (aud {aud}, iss {iss}, tenant {tid}). app2 said: {said}"),
-                format!("app2's log line for this request (same trace id) names the reason. Compare the token with app2's settings: aud must be {client_id} or in allowedAudiences, iss must match openIdIssuer."),
+                format!("{api} refused the token without saying why (aud {aud}, iss {iss}, tenant {tid}). {api} said: {said}"),
+                format!("{api}'s log line for this request (same trace id) names the reason. Compare the token with {api}'s settings: aud must be {client_id} or in allowedAudiences, iss must match openIdIssuer."),
             )
         }
     }
@@ -274,36 +291,34 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
             format!("Storage did not accept the token ({code}: {message}). Its audience is {aud}; Blob Storage wants https://storage.azure.com or https://<account>.blob.core.windows.net, from a v1 issuer of the account's tenant."),
             "Request the scope https://storage.azure.com/.default (the SDK does), over HTTPS, from an identity of the account's tenant.".into(),
         ),
-        (Stage::App2, Some(401)) => app2_unauthorized(f, &challenge),
-        (Stage::App2, Some(403)) if f.upstream.required_role.is_some() => {
+        (Stage::Api(_), Some(401)) => app2_unauthorized(f, &challenge),
+        (Stage::Api(api), Some(403)) if f.upstream.required_role.is_some() => {
             let role = f.upstream.required_role.clone().unwrap_or_default();
             let app2_client = f
                 .target
-                .app2_resource
+                .api_resource
                 .as_deref()
                 .map(|r| r.trim_start_matches("api://").trim_end_matches('/').to_owned())
                 .filter(|r| is_guid(r))
                 .or_else(|| Some(aud.trim_start_matches("api://").to_owned()).filter(|a| is_guid(a)))
                 .unwrap_or_else(|| APP2_CLIENT_ID_LOOKUP.into());
             let roles = token(f).map(|t| t.roles).unwrap_or_default();
-            (
-                ProblemType::App2MissingAppRole,
-                format!(
-                    "EasyAuth let the caller in, but app2 requires the app role {role} and the token's roles claim is {}. EasyAuth never checks roles; app2 does.",
-                    if roles.is_empty() { "absent".to_owned() } else { format!("{roles:?}") }
-                ),
-                format!(
-                    "Assign app role {role} of app2 to the managed identity {oid}: az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments --body \"{{\\\"principalId\\\":\\\"{oid}\\\",\\\"resourceId\\\":\\\"$(az ad sp show --id {app2_client} --query id -o tsv)\\\",\\\"appRoleId\\\":\\\"$(az ad sp show --id {app2_client} --query \\\"appRoles[?value=='{role}'].id\\\" -o tsv)\\\"}}\" (PowerShell: $sp = Get-MgServicePrincipal -Filter \"appId eq '{app2_client}'\"; New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {oid} -PrincipalId {oid} -ResourceId $sp.Id -AppRoleId ($sp.AppRoles | Where-Object Value -eq '{role}').Id). {PROPAGATION}"
-                ),
-            )
+            let roles_now = if roles.is_empty() { "absent".to_owned() } else { format!("{roles:?}") };
+            let placeholder_fix = format!(
+                "Assign app role {role} of {api} to the managed identity {oid}: az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments --body \"{{\\\"principalId\\\":\\\"{oid}\\\",\\\"resourceId\\\":\\\"$(az ad sp show --id {app2_client} --query id -o tsv)\\\",\\\"appRoleId\\\":\\\"$(az ad sp show --id {app2_client} --query \\\"appRoles[?value=='{role}'].id\\\" -o tsv)\\\"}}\" (PowerShell: $sp = Get-MgServicePrincipal -Filter \"appId eq '{app2_client}'\"; New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {oid} -PrincipalId {oid} -ResourceId $sp.Id -AppRoleId ($sp.AppRoles | Where-Object Value -eq '{role}').Id). {PROPAGATION}"
+            );
+            super::roles::missing_role(f, api, &role, &oid, &roles_now, placeholder_fix)
         }
-        (Stage::App2, Some(403)) => {
+        // EasyAuth's own 403 is text; an API's JSON 403 says something else.
+        (Stage::Api(api), Some(403))
+            if api == "app2" || !f.upstream.content_type.as_deref().unwrap_or_default().contains("json") =>
+        {
             let fragment = json!({"identityProviders": {"azureActiveDirectory": {"validation": {"defaultAuthorizationPolicy": {
                 "allowedApplications": [appid], "allowedPrincipals": {"identities": [oid]}}}}}});
             (
                 ProblemType::App2NotAllowed,
-                format!("app2's EasyAuth authorization policy refused the caller: appid {appid} is not in defaultAuthorizationPolicy.allowedApplications, or oid {oid} is not in allowedPrincipals.identities (when both lists are set, both must match)."),
-                format!("Add the caller to app2's authsettingsV2: {fragment} (keep only the lists you use; edit with az webapp auth show / az webapp auth set --body @authsettings.json)."),
+                format!("{api}'s EasyAuth authorization policy refused the caller: appid {appid} is not in defaultAuthorizationPolicy.allowedApplications, or oid {oid} is not in allowedPrincipals.identities (when both lists are set, both must match)."),
+                format!("Add the caller to {api}'s authsettingsV2: {fragment} (keep only the lists you use; edit with az webapp auth show / az webapp auth set --body @authsettings.json)."),
             )
         }
         (Stage::Identity, Some(_)) if message.contains("AADSTS500011") || code == "invalid_resource" => {
@@ -312,7 +327,7 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
                 .nth(1)
                 .and_then(|r| r.split_whitespace().next())
                 .map(str::to_owned)
-                .or_else(|| f.target.app2_resource.clone())
+                .or_else(|| f.target.api_resource.clone())
                 .unwrap_or_else(|| "<resource>".into());
             let client = resource.trim_start_matches("api://").to_owned();
             (
@@ -411,9 +426,10 @@ mod tests {
             target: Target {
                 vault: Some("from-url".into()),
                 storage_account: Some("contosodata".into()),
-                app2_resource: Some(format!("api://{APP2}")),
+                api_resource: Some(format!("api://{APP2}")),
             },
             now: NOW,
+            directory: None,
         }
     }
 
@@ -427,7 +443,9 @@ mod tests {
         content_type: &str,
         body: &str,
     ) -> Facts {
-        let answer = crate::azure::app2::App2Response {
+        let answer = crate::azure::downstream::ApiResponse {
+            stage: Stage::api("app2"),
+            retry_after: None,
             status,
             content_type: Some(content_type.into()),
             www_authenticate: www_authenticate.map(str::to_owned),
@@ -439,7 +457,7 @@ mod tests {
         };
         Facts {
             upstream: *upstream,
-            ..facts(Stage::App2, status, None, "", None)
+            ..facts(Stage::Api("app2"), status, None, "", None)
         }
     }
 
@@ -516,7 +534,7 @@ mod tests {
 
     fn rows() -> Vec<Row> {
         let mut app2_401 = facts(
-            Stage::App2,
+            Stage::Api("app2"),
             401,
             None,
             "You do not have permission to view this directory or page.",
@@ -530,7 +548,7 @@ mod tests {
             r#"Bearer realm="app2" authorization_uri="https://login.microsoftonline.com/{APP2}/oauth2/v2.0/authorize" resource_id="{APP2}""#
         ));
         let mut app2_403_gate = facts(
-            Stage::App2,
+            Stage::Api("app2"),
             403,
             None,
             "You do not have permission to view this directory or page.",
@@ -538,7 +556,7 @@ mod tests {
         );
         app2_403_gate.upstream.content_type = Some("text/plain".into());
         let mut app2_403_role = facts(
-            Stage::App2,
+            Stage::Api("app2"),
             403,
             Some("Forbidden"),
             "the caller's token carries no app role App2.Access",

@@ -11,8 +11,8 @@
 
 use super::{Failure, Outcome};
 use crate::azure::Stage;
-use crate::azure::app2::whoami;
 use crate::azure::blobs::Write;
+use crate::azure::downstream::app2_whoami as whoami;
 use crate::identity::IdentityDescription;
 use crate::identity::claims::{authorization_claims, decode_claims};
 use crate::invocation::{Invocation, Reply};
@@ -132,7 +132,10 @@ impl Report<'_> {
         let started = Instant::now();
         let result = work.instrument(span.clone()).await;
         let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
-        let result = result.map_err(|f| f.into_problem(self.state));
+        let result = match result {
+            Ok(v) => Ok(v),
+            Err(f) => Err(f.into_problem(self.state).await),
+        };
         if let Err(problem) = &result {
             problem.record_on(&span);
         }

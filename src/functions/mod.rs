@@ -4,10 +4,12 @@
 
 mod app2;
 mod blobs;
+mod downstream;
 mod flow;
 mod health;
 mod secrets;
 mod token;
+mod whoami;
 
 use crate::azure::ClientError;
 use crate::identity::{TokenError, UserAssignedId};
@@ -64,12 +66,12 @@ impl From<InvalidName> for Failure {
 
 impl Failure {
     /// The failure as a problem, with its diagnosis when a rule explains it.
-    pub fn into_problem(self, state: &AppState) -> Problem {
+    pub async fn into_problem(self, state: &AppState) -> Problem {
         match self {
             Failure::Problem(p) => p,
             Failure::Client { error, identity } => {
                 let problem = Problem::from(&error);
-                match crate::diagnosis::diagnose(&error, state, identity.as_ref()) {
+                match crate::diagnosis::diagnose(&error, state, identity.as_ref()).await {
                     Some((kind, diagnosis)) => {
                         problem.diagnosed(kind, diagnosis.fix.clone(), &diagnosis)
                     }
@@ -144,6 +146,28 @@ pub static ALL: &[FunctionSpec] = &[
         run: |i, s| Box::pin(app2::run(i, s)),
     },
     FunctionSpec {
+        name: "downstream",
+        routes: &[
+            ("GET", "/api/downstream/{api}"),
+            ("GET", "/api/downstream/{api}/{path:.*}"),
+            ("HEAD", "/api/downstream/{api}/{path:.*}"),
+            ("POST", "/api/downstream/{api}/{path:.*}"),
+            ("PUT", "/api/downstream/{api}/{path:.*}"),
+            ("PATCH", "/api/downstream/{api}/{path:.*}"),
+            ("DELETE", "/api/downstream/{api}/{path:.*}"),
+        ],
+        reads_headers: true,
+        streams_body: false,
+        run: |i, s| Box::pin(downstream::run(i, s)),
+    },
+    FunctionSpec {
+        name: "whoami",
+        routes: &[("GET", "/api/whoami")],
+        reads_headers: false,
+        streams_body: false,
+        run: |i, s| Box::pin(whoami::run(i, s)),
+    },
+    FunctionSpec {
         name: "flow",
         routes: &[("POST", "/api/flow")],
         reads_headers: false,
@@ -196,7 +220,7 @@ async fn invoke_traced(
     let reply = match outcome {
         Ok(reply) => reply,
         Err(failure) => {
-            let problem = failure.into_problem(state);
+            let problem = failure.into_problem(state).await;
             problem.record_on(&span);
             tracing::warn!(
                 function = spec.name,

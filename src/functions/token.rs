@@ -4,11 +4,12 @@
 //! decoded claims but never the token or its signature.
 
 use super::{Failure, Outcome};
+use crate::azure::downstream::{ApiClient, ApiRequest, app2_whoami};
 use crate::azure::{ClientError, Stage};
 use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, pick};
 use crate::identity::{UserAssignedId, scope_to_resource};
 use crate::invocation::{Invocation, Reply};
-use crate::names::Resource;
+use crate::names::{ApiPath, Resource};
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -106,7 +107,43 @@ fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
     }
 }
 
-/// `?check=keyvault|storage|app2`: a harmless authenticated call to the target,
+/// One harmless authenticated GET on a named API: app2's `api/whoami`, Graph's
+/// own service principal (readable without any permission), else the API's
+/// first literal allowed path, or its base URL. Any answer but a refusal
+/// (401, 403, 5xx) means the token was accepted.
+async fn probe_api(
+    client: &ApiClient,
+    identity: Option<UserAssignedId>,
+) -> Result<(), ClientError> {
+    let api = client.api();
+    let path = match api.name.as_str() {
+        "app2" => app2_whoami(),
+        "graph" => {
+            return crate::azure::graph::own_service_principal(client, identity)
+                .await
+                .map(|_| ());
+        }
+        _ => api
+            .allowed_paths
+            .iter()
+            .map(ToString::to_string)
+            .find(|p| !p.contains('*'))
+            .and_then(|p| ApiPath::parse(&p).ok())
+            .unwrap_or_else(|| ApiPath::parse("").expect("the empty path is valid")),
+    };
+    let response = client
+        .send(ApiRequest {
+            identity,
+            ..ApiRequest::get(&path, "")
+        })
+        .await?;
+    if response.is_refusal() {
+        return Err(response.refusal());
+    }
+    Ok(())
+}
+
+/// `?check=keyvault|storage|<api>`: a harmless authenticated call to the target,
 /// as the default identity or the one named in the request. "ok" with the
 /// principal used, or the diagnosed refusal.
 async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
@@ -135,25 +172,25 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
                 store.probe(&settings.audit_container).await,
             )
         }
-        "app2" => {
-            let client = state.azure.app2.as_ref().map_err(Clone::clone)?;
-            let whoami = crate::azure::app2::whoami();
-            let result = match client.get_as(&whoami, "", identity.clone()).await {
-                Ok(r) if (200..300).contains(&r.status) => Ok(()),
-                Ok(r) => Err(r.refusal()),
-                Err(e) => Err(e),
+        name => {
+            let client = match state.azure.apis.get(name) {
+                Some(client) => client,
+                // app2's settings may be missing: say which one.
+                None if name == "app2" => state.azure.app2.as_ref().map_err(Clone::clone)?,
+                None => {
+                    return Err(Problem::bad_request(format!(
+                        "check must be keyvault, storage or a named API ({}), not {name:?}",
+                        state.settings.downstream.names().join(", ")
+                    ))
+                    .into());
+                }
             };
+            let result = probe_api(client, identity.clone()).await;
             (
                 client.resource().to_owned(),
-                settings.app2_base_url.clone(),
+                Some(client.api().base_url.clone()),
                 result,
             )
-        }
-        other => {
-            return Err(Problem::bad_request(format!(
-                "check must be keyvault, storage or app2, not {other:?}"
-            ))
-            .into());
         }
     };
     if let Err(error) = result {
@@ -162,6 +199,10 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
             identity: identity.clone(),
         });
     }
+    let identity = match state.azure.apis.get(target) {
+        Some(client) => client.identity_for(identity),
+        None => identity,
+    };
     let provided = state.identity.token(&resource, identity.as_ref()).await?;
     let claims = provided.facts.claims.clone().unwrap_or_default();
     Ok(Reply::ok_json(&json!({

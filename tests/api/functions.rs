@@ -90,7 +90,7 @@ async fn token_mints_only_for_allowed_resources_and_sends_nothing_otherwise() {
     let app = spawn_app().await;
     for resource in [
         "https://management.azure.com",
-        "https://graph.microsoft.com",
+        "https://database.windows.net",
         "https://myaccount.blob.core.windows.net",
         "https://vault.azure.net.evil.example",
         "api://someone-else",

@@ -92,6 +92,25 @@ pub fn world() -> &'static World {
                     env.push(("MAX_UPLOAD_BYTES".into(), (2 * 1024 * 1024).to_string()));
                     env.retain(|(k, _)| k != "BLOB_CONTAINERS");
                     env.push(("BLOB_CONTAINERS".into(), E2E_CONTAINERS.join(",")));
+                    // A second named API, by configuration alone: app2's
+                    // gate again, under another name, with one allowed path.
+                    let app2_scope = stack
+                        .env()
+                        .into_iter()
+                        .find(|(k, _)| k == "APP2_RESOURCE")
+                        .map(|(_, v)| format!("{v}/.default"))
+                        .unwrap();
+                    env.extend([
+                        (
+                            "DOWNSTREAM_APIS__PARTNER__BASE_URL".into(),
+                            stack.gate_url.clone(),
+                        ),
+                        ("DOWNSTREAM_APIS__PARTNER__SCOPES".into(), app2_scope),
+                        (
+                            "DOWNSTREAM_APIS__PARTNER__ALLOWED_PATHS".into(),
+                            "api/*".into(),
+                        ),
+                    ]);
                     let host = FunctionsHost::start(HostOptions {
                         app_root: root(),
                         port: 0,

@@ -12,6 +12,10 @@ struct Seen {
     status: u16,
     body: Value,
     env: std::collections::HashMap<String, String>,
+    /// The world as the scenario left it: the directory's real ids.
+    world: devstack::world::World,
+    /// `GET /api/whoami` in the same world.
+    whoami: (u16, Value),
 }
 
 impl Seen {
@@ -58,10 +62,14 @@ async fn run(scenario: Scenario, path: &str) -> Seen {
         .map(|l| l.text)
         .collect();
     assert_clean(&logs.join("\n"), &stack, "handler logs");
+    let whoami = get(format!("{}/api/whoami", host.url)).await;
+    assert_clean(&whoami.text(), &stack, "whoami");
     let seen = Seen {
         status: got.status,
         body: serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}")),
         env: stack.env().into_iter().chain(stack.handler_env()).collect(),
+        world: stack.world.read().unwrap().clone(),
+        whoami: (whoami.status, whoami.json()),
     };
     host.stop().await;
     stack.stop().await;
@@ -146,19 +154,179 @@ async fn app2_wrong_audience() {
     );
 }
 
+/// app2's App2.Access role id in the default world.
+fn app2_role_id(w: &devstack::world::World) -> &str {
+    &w.app2.app_roles[0].id
+}
+
 #[tokio::test]
 async fn app2_missing_role() {
     let seen = run(Scenario::App2MissingRole, "/api/flow").await;
-    assert_problem(&seen, 502, "app2", 403, "app2-missing-app-role");
+    // The directory is readable (app1 holds Application.Read.All): the
+    // diagnosis knows the role was never assigned, and names the real ids.
+    assert_problem(&seen, 502, "app2", 403, "role-never-assigned");
     assert!(seen.cause().contains("App2.Access"));
     let fix = seen.fix();
     for id in [
         seen.id("APP1_OBJECT_ID"),
-        seen.id("APP2_CLIENT_ID"),
-        "App2.Access",
+        &seen.world.app2.sp_object_id,
+        app2_role_id(&seen.world),
         "appRoleAssignments",
+        "New-MgServicePrincipalAppRoleAssignment",
     ] {
         assert!(fix.contains(id), "fix lacks {id}: {fix}");
+    }
+    assert!(!fix.contains("$("), "no placeholders left: {fix}");
+    // whoami shows what app1 does hold: Graph's permission, not App2.Access.
+    let (status, whoami) = &seen.whoami;
+    assert_eq!(*status, 200, "{whoami}");
+    let values: Vec<&str> = whoami["app_role_assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["app_role"]["value"].as_str())
+        .collect();
+    assert_eq!(values, ["Application.Read.All"]);
+}
+
+#[tokio::test]
+async fn app2_role_not_yet_in_token() {
+    let seen = run(Scenario::App2RoleNotYetInToken, "/api/flow").await;
+    assert_problem(&seen, 502, "app2", 403, "role-not-yet-in-token");
+    let grant = seen
+        .world
+        .grants
+        .iter()
+        .find(|g| g.resource_app_id == seen.world.app2.client_id)
+        .unwrap();
+    let cause = seen.cause();
+    assert!(
+        cause.contains(&grant.id) && cause.contains("before the grant"),
+        "{cause}"
+    );
+    assert!(seen.fix().contains("Restart the app"), "{}", seen.fix());
+}
+
+#[tokio::test]
+async fn app2_role_not_for_apps() {
+    let seen = run(Scenario::App2RoleNotForApps, "/api/flow").await;
+    assert_problem(&seen, 502, "app2", 403, "role-not-for-applications");
+    assert!(seen.cause().contains(r#"["User"]"#), "{}", seen.cause());
+    assert!(seen.cause().contains(app2_role_id(&seen.world)));
+    assert!(seen.fix().contains("allowedMemberTypes"));
+}
+
+#[tokio::test]
+async fn app2_role_missing_on_api() {
+    let seen = run(Scenario::App2RoleMissingOnApi, "/api/flow").await;
+    assert_problem(&seen, 502, "app2", 403, "role-missing-on-api");
+    let cause = seen.cause();
+    assert!(
+        cause.contains("App2.Read") && cause.contains(&seen.world.app2.sp_object_id),
+        "{cause}"
+    );
+}
+
+#[tokio::test]
+async fn graph_no_permission() {
+    let seen = run(Scenario::GraphNoPermission, "/api/flow").await;
+    // Without the directory: today's diagnosis, and what the permission would add.
+    assert_problem(&seen, 502, "app2", 403, "app2-missing-app-role");
+    let fix = seen.fix();
+    assert!(
+        fix.contains("Application.Read.All") && fix.contains("403 Authorization_RequestDenied"),
+        "{fix}"
+    );
+    let (status, whoami) = &seen.whoami;
+    assert_eq!(
+        *status, 200,
+        "whoami answers with what it could read: {whoami}"
+    );
+    assert_eq!(whoami["service_principal"]["id"], seen.id("APP1_OBJECT_ID"));
+    assert_eq!(whoami["owner"]["kind"], "system_assigned");
+    assert!(whoami["app_role_assignments"].is_null());
+    assert_eq!(
+        whoami["missing_permission"]["permission"],
+        "Application.Read.All"
+    );
+}
+
+#[tokio::test]
+async fn graph_throttled() {
+    let seen = run(Scenario::GraphThrottled, "/api/flow").await;
+    assert_problem(&seen, 502, "app2", 403, "app2-missing-app-role");
+    assert!(
+        seen.fix().contains("(429 TooManyRequests)"),
+        "{}",
+        seen.fix()
+    );
+    let (status, whoami) = &seen.whoami;
+    assert_eq!(*status, 503, "{whoami}");
+    assert_eq!(whoami["stage"], "graph");
+    assert_eq!(whoami["upstream_status"], 429);
+    assert_eq!(whoami["type"], "TROUBLESHOOTING.md#graph-error");
+}
+
+#[tokio::test]
+async fn whoami_and_a_second_named_api_in_the_default_world() {
+    let w = world();
+    let got = get(format!("{}/api/whoami", w.forward)).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let body = got.json();
+    assert_eq!(body["service_principal"]["id"], w.get("APP1_OBJECT_ID"));
+    assert_eq!(body["service_principal"]["appId"], w.get("APP1_CLIENT_ID"));
+    assert_eq!(
+        body["service_principal"]["servicePrincipalType"],
+        "ManagedIdentity"
+    );
+    assert!(
+        body["owner"]["resource_id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/providers/Microsoft.Web/sites/app1")
+    );
+    // Both assignments, across the stand-in's one-item pages, resolved.
+    let held: Vec<(String, String)> = body["app_role_assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["resource"]["display_name"].as_str().unwrap().to_owned(),
+                a["app_role"]["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("app2".to_owned(), "App2.Access".to_owned()),
+            (
+                "Microsoft Graph".to_owned(),
+                "Application.Read.All".to_owned()
+            )
+        ]
+    );
+    assert!(body["app_role_assignments"][0]["created_date_time"].is_string());
+    assert!(!got.text().contains("eyJ"));
+
+    // A second API, by configuration alone (helpers' world names `partner`:
+    // app2's gate, allowed paths api/*), through every host protocol.
+    for (mode, url) in modes() {
+        let reached = get(format!("{url}/api/downstream/partner/api/whoami?code=k")).await;
+        assert_eq!(reached.status, 200, "{mode}: {}", reached.text());
+        let caller = reached.json();
+        assert_eq!(
+            caller["object_id"],
+            w.get("APP1_OBJECT_ID"),
+            "{mode}: {caller}"
+        );
+        let refused = get(format!("{url}/api/downstream/partner/admin/x")).await;
+        assert_eq!(refused.status, 403, "{mode}: {}", refused.text());
+        assert_eq!(
+            refused.json()["type"],
+            "TROUBLESHOOTING.md#path-not-allowed"
+        );
     }
 }
 
@@ -192,7 +360,7 @@ async fn check_keyvault_diagnoses_in_a_broken_world() {
 #[tokio::test]
 async fn check_targets_in_the_default_world() {
     let w = world();
-    for target in ["keyvault", "storage", "app2"] {
+    for target in ["keyvault", "storage", "app2", "graph"] {
         let got = get(format!("{}/api/token?check={target}", w.forward)).await;
         assert_eq!(got.status, 200, "{target}: {}", got.text());
         let body = got.json();

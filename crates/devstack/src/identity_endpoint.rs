@@ -360,7 +360,12 @@ async fn answer(
             "Unable to load the proper Managed Identity.",
         );
     };
-    let Some(audience) = issuer::resolve_audience(&world, resource, &identity.object_id) else {
+    // The platform's token cache may hand out a token minted earlier.
+    let now = world
+        .tokens_minted_at
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+    let Some(audience) = issuer::resolve_audience(&world, resource, &identity.object_id, now)
+    else {
         return error(
             protocol,
             400,
@@ -371,7 +376,6 @@ async fn answer(
             ),
         );
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = issuer::access_token_claims(&world, identity, &audience, now);
     let token = state.issuer.sign(&claims, audience.version);
     let exp = now + world.token_lifetime_secs;

@@ -77,8 +77,13 @@ impl Issuer {
 pub use app2::jwt::{v1_issuer, v2_issuer};
 
 /// Resolves a v1 resource the way Entra does, or `None` for an unknown resource
-/// (Entra's AADSTS500011).
-pub fn resolve_audience(world: &World, resource: &str, caller_oid: &str) -> Option<Audience> {
+/// (Entra's AADSTS500011). `minted_at` decides which grants the roles reflect.
+pub fn resolve_audience(
+    world: &World,
+    resource: &str,
+    caller_oid: &str,
+    minted_at: i64,
+) -> Option<Audience> {
     let v1 = |aud: &str| Audience {
         aud: aud.to_owned(),
         version: TokenVersion::V1,
@@ -90,14 +95,20 @@ pub fn resolve_audience(world: &World, resource: &str, caller_oid: &str) -> Opti
         "https://vault.azure.net"
         | "https://storage.azure.com"
         | "https://management.azure.com"
-        | "https://graph.microsoft.com"
         | "https://database.windows.net" => return Some(v1(resource)),
+        // App-only Graph tokens carry the granted permissions in `roles`.
+        "https://graph.microsoft.com" => {
+            return Some(Audience {
+                roles: world.roles_of(&world.graph, caller_oid, minted_at),
+                ..v1(resource)
+            });
+        }
         t if t.eq_ignore_ascii_case(&account_host) => return Some(v1(resource)),
         _ => {}
     }
     let app2 = &world.app2;
     if resource == app2.app_id_uri || resource == app2.client_id {
-        let roles = world.app2_roles_of(caller_oid);
+        let roles = world.roles_of(app2, caller_oid, minted_at);
         return Some(match app2.token_version {
             1 => Audience {
                 aud: resource.to_owned(),

@@ -7,6 +7,7 @@
 //! | [`keyvault`] | Key Vault secrets (challenge, RBAC, error shapes) |
 //! | [`azurite`] | Blob Storage, via the real Azurite emulator |
 //! | [`easyauth`] | App Service Authentication in front of app2 |
+//! | [`graph`] | Microsoft Graph v1.0: service principals and app role assignments |
 //! | [`validate`] | token validation shared by the vault and the gate |
 //! | [`world`] | the simulated tenant: identities, roles, allow-lists |
 //! | [`tls`] | one local CA for every HTTPS endpoint |
@@ -23,6 +24,7 @@ pub mod azurite;
 pub mod conformance;
 pub mod demo;
 pub mod easyauth;
+pub mod graph;
 pub mod host;
 pub mod http_path;
 pub mod identity_endpoint;

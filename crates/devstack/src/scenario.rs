@@ -2,7 +2,7 @@
 //! so users can watch the handler diagnose them without an Azure subscription.
 
 use crate::identity_endpoint::{FaultPlan, FaultStep};
-use crate::world::World;
+use crate::world::{APP2_ROLE, GRAPH_APP_ID, GRAPH_READ, World};
 use std::collections::VecDeque;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,16 +19,31 @@ pub enum Scenario {
     UserAssignedMissing,
     /// The identity endpoint answers 500s, then 429s.
     IdentityUnavailable,
+    /// app1 holds App2.Access since 10 minutes ago; its cached token is older.
+    App2RoleNotYetInToken,
+    /// app2's App2.Access is for users only (allowedMemberTypes ["User"]).
+    App2RoleNotForApps,
+    /// app2 defines no App2.Access role.
+    App2RoleMissingOnApi,
+    /// app1 holds neither App2.Access nor Graph's Application.Read.All.
+    GraphNoPermission,
+    /// Graph throttles every request (429 with Retry-After); app1 lacks App2.Access.
+    GraphThrottled,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 11] = [
         Self::KvNoRole,
         Self::App2NotAllowed,
         Self::App2WrongAudience,
         Self::App2MissingRole,
         Self::UserAssignedMissing,
         Self::IdentityUnavailable,
+        Self::App2RoleNotYetInToken,
+        Self::App2RoleNotForApps,
+        Self::App2RoleMissingOnApi,
+        Self::GraphNoPermission,
+        Self::GraphThrottled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +54,11 @@ impl Scenario {
             Self::App2MissingRole => "app2-missing-role",
             Self::UserAssignedMissing => "user-assigned-missing",
             Self::IdentityUnavailable => "identity-unavailable",
+            Self::App2RoleNotYetInToken => "app2-role-not-yet-in-token",
+            Self::App2RoleNotForApps => "app2-role-not-for-apps",
+            Self::App2RoleMissingOnApi => "app2-role-missing-on-api",
+            Self::GraphNoPermission => "graph-no-permission",
+            Self::GraphThrottled => "graph-throttled",
         }
     }
 
@@ -58,19 +78,63 @@ impl Scenario {
             Self::IdentityUnavailable => {
                 "the identity endpoint answers 500s, then 429s with Retry-After"
             }
+            Self::App2RoleNotYetInToken => {
+                "app1 was granted App2.Access 10 minutes ago, but the platform's cached token is 30 minutes old: app2 answers 403"
+            }
+            Self::App2RoleNotForApps => {
+                "app2's App2.Access role allows users only (allowedMemberTypes [\"User\"]): no token carries it, app2 answers 403"
+            }
+            Self::App2RoleMissingOnApi => {
+                "app2's registration defines App2.Read, not App2.Access: app2 answers 403"
+            }
+            Self::GraphNoPermission => {
+                "app1 holds neither App2.Access nor Graph's Application.Read.All: app2 answers 403, and the directory cannot be read"
+            }
+            Self::GraphThrottled => {
+                "Graph answers every request 429 TooManyRequests, and app1 lacks App2.Access: app2 answers 403"
+            }
         }
     }
 
     /// Breaks the world.
     pub fn apply(self, world: &mut World) {
         let app1 = world.app1.object_id.clone();
+        let app2 = world.app2.client_id.clone();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         match self {
             Self::KvNoRole => world.vault_role_assignments.retain(|(oid, _)| *oid != app1),
             Self::App2NotAllowed => {
                 world.app2_allowed_applications = vec![uuid::Uuid::new_v4().to_string()]
             }
             Self::App2WrongAudience => world.app2_allowed_audiences.clear(),
-            Self::App2MissingRole => world.app2_role_assignments.retain(|(oid, _)| *oid != app1),
+            Self::App2MissingRole | Self::GraphThrottled => world.revoke(&app1, &app2, APP2_ROLE),
+            Self::App2RoleNotYetInToken => {
+                for g in world
+                    .grants
+                    .iter_mut()
+                    .filter(|g| g.resource_app_id == app2)
+                {
+                    g.created = now - 600;
+                }
+                world.tokens_minted_at = Some(now - 1800);
+            }
+            Self::App2RoleNotForApps => {
+                // Entra would refuse to assign a user-only role to an app.
+                world.revoke(&app1, &app2, APP2_ROLE);
+                for role in world.app2.app_roles.iter_mut() {
+                    role.allowed_member_types = vec!["User".into()];
+                }
+            }
+            Self::App2RoleMissingOnApi => {
+                world.revoke(&app1, &app2, APP2_ROLE);
+                for role in world.app2.app_roles.iter_mut() {
+                    role.value = "App2.Read".into();
+                }
+            }
+            Self::GraphNoPermission => {
+                world.revoke(&app1, &app2, APP2_ROLE);
+                world.revoke(&app1, GRAPH_APP_ID, GRAPH_READ);
+            }
             Self::UserAssignedMissing | Self::IdentityUnavailable => {}
         }
     }

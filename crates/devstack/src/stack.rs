@@ -3,6 +3,7 @@
 
 use crate::azurite::{self, Azurite};
 use crate::easyauth::{GateConfig, GateState};
+use crate::graph::GraphState;
 use crate::identity_endpoint::{self, IdentityState};
 use crate::issuer::Issuer;
 use crate::keyvault::{self, SeedFile, SeedSecret, VaultState};
@@ -40,6 +41,8 @@ pub struct Ports {
     pub keyvault: u16,
     pub storage: u16,
     pub gate: u16,
+    /// Microsoft Graph (HTTPS).
+    pub graph: u16,
     /// The trace viewer and OTLP/HTTP receiver.
     pub traces: u16,
 }
@@ -52,6 +55,7 @@ impl Ports {
             keyvault: 8443,
             storage: 10000,
             gate: 8444,
+            graph: 8445,
             traces: 4318,
         }
     }
@@ -93,6 +97,7 @@ pub struct Stack {
     pub world: Arc<RwLock<World>>,
     pub identity: web::Data<IdentityState>,
     pub gate: web::Data<GateState>,
+    pub graph: web::Data<GraphState>,
     pub tls: TlsFiles,
     pub ca_pem: String,
     pub identity_url: String,
@@ -100,6 +105,8 @@ pub struct Stack {
     pub storage_url: Option<String>,
     pub gate_url: String,
     pub app2_url: String,
+    /// Graph's v1.0 base (`…/v1.0`), as DOWNSTREAM_APIS__GRAPH__BASE_URL.
+    pub graph_url: String,
     pub auth_settings_file: PathBuf,
     pub seed_secret: String,
     pub scenario: Option<Scenario>,
@@ -262,6 +269,22 @@ impl Stack {
             Some(tls.server_config()?),
         )?);
 
+        // Microsoft Graph (HTTPS), reading the same world as the issuer.
+        let graph = web::Data::new(GraphState::new(
+            world.clone(),
+            validator.clone(),
+            options.scenario == Some(Scenario::GraphThrottled),
+        ));
+        let (listener, graph_port) = bind(options.ports.graph)?;
+        let graph_url = format!("https://127.0.0.1:{graph_port}/v1.0");
+        *graph.base_url.write().unwrap() = graph_url.clone();
+        servers.push(serve(
+            graph.clone(),
+            crate::graph::configure,
+            listener,
+            Some(tls.server_config()?),
+        )?);
+
         // Azurite (HTTPS, OAuth).
         let azurite = if options.azurite {
             let main_js = {
@@ -298,6 +321,7 @@ impl Stack {
             world,
             identity,
             gate,
+            graph,
             tls: tls_files,
             ca_pem: tls.ca_pem.clone(),
             identity_url,
@@ -305,6 +329,7 @@ impl Stack {
             storage_url,
             gate_url: format!("https://127.0.0.1:{gate_port}"),
             app2_url,
+            graph_url,
             auth_settings_file,
             seed_secret,
             scenario: options.scenario,
@@ -345,6 +370,7 @@ impl Stack {
             ("KEYVAULT_URL", self.keyvault_url.clone()),
             ("APP2_BASE_URL", self.gate_url.clone()),
             ("APP2_RESOURCE", w.app2.app_id_uri.clone()),
+            ("DOWNSTREAM_APIS__GRAPH__BASE_URL", self.graph_url.clone()),
             ("APP2_CLIENT_ID", w.app2.client_id.clone()),
             ("APP1_CLIENT_ID", w.app1.client_id.clone()),
             ("APP1_OBJECT_ID", w.app1.object_id.clone()),

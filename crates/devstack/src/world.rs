@@ -14,14 +14,53 @@ pub struct ManagedIdentity {
     pub resource_id: String,
 }
 
-/// app2's app registration.
+/// An application (app2, Microsoft Graph) and its service principal.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppRegistration {
+    pub display_name: String,
+    /// The appId.
     pub client_id: String,
     pub app_id_uri: String,
+    /// Its service principal's object id in this tenant.
+    pub sp_object_id: String,
     /// `accessTokenAcceptedVersion`: 1 (default, `aud` = requested resource) or 2.
     pub token_version: u8,
-    pub app_roles: Vec<String>,
+    pub app_roles: Vec<AppRole>,
+}
+
+/// An app role an application defines.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppRole {
+    pub id: String,
+    pub value: String,
+    /// `["Application"]` for roles an app (a managed identity) can hold.
+    pub allowed_member_types: Vec<String>,
+    pub is_enabled: bool,
+}
+
+impl AppRole {
+    pub fn for_applications(id: &str, value: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            value: value.to_owned(),
+            allowed_member_types: vec!["Application".into()],
+            is_enabled: true,
+        }
+    }
+}
+
+/// An app role assignment (`appRoleAssignedTo`): one source of truth for the
+/// issuer's `roles` and Graph's `appRoleAssignments`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Grant {
+    pub id: String,
+    /// The principal's object id.
+    pub principal: String,
+    /// The appId of the application whose role it is.
+    pub resource_app_id: String,
+    pub role_id: String,
+    /// `createdDateTime`, unix seconds.
+    pub created: i64,
 }
 
 /// Key Vault data-plane roles.
@@ -55,8 +94,14 @@ pub struct World {
     /// A user-assigned identity attached to app1 that holds no role anywhere.
     pub user_assigned: ManagedIdentity,
     pub app2: AppRegistration,
-    /// (principal object id, app role) pairs on app2.
-    pub app2_role_assignments: Vec<(String, String)>,
+    /// Microsoft Graph's service principal, with the permissions it defines.
+    pub graph: AppRegistration,
+    /// Every app role assignment, on app2 and on Graph.
+    pub grants: Vec<Grant>,
+    /// When set, the identity endpoint hands out tokens minted at this time
+    /// (unix seconds), as the platform's token cache does for up to 24 h:
+    /// their roles are the grants that existed then.
+    pub tokens_minted_at: Option<i64>,
     /// (principal object id, role) pairs on the vault.
     pub vault_role_assignments: Vec<(String, VaultRole)>,
     /// app2's EasyAuth `allowedAudiences`.
@@ -72,10 +117,16 @@ pub struct World {
 
 /// The app role app2 requires.
 pub const APP2_ROLE: &str = "App2.Access";
+/// The Graph permission that lets app1 read the directory.
+pub const GRAPH_READ: &str = "Application.Read.All";
+/// Graph's appId, and its `Application.Read.All` app role id.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+pub const GRAPH_READ_ROLE_ID: &str = "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30";
 
 impl World {
     /// The default world: app1's system identity may read the vault, holds
-    /// `App2.Access` and is an allowed application of app2.
+    /// `App2.Access` and Graph's `Application.Read.All` (granted a month
+    /// and a day ago), and is an allowed application of app2.
     pub fn new() -> Self {
         let id = || Uuid::new_v4().to_string();
         let subscription_id = id();
@@ -85,6 +136,8 @@ impl World {
         let ua_client = id();
         let ua_object = id();
         let app2_client = id();
+        let app2_role_id = id();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let arm = |provider: &str, name: &str| {
             format!(
                 "/subscriptions/{subscription_id}/resourcegroups/{resource_group}/providers/{provider}/{name}"
@@ -108,12 +161,44 @@ impl World {
                 ),
             },
             app2: AppRegistration {
+                display_name: "app2".into(),
                 client_id: app2_client.clone(),
                 app_id_uri: format!("api://{app2_client}"),
+                sp_object_id: id(),
                 token_version: 1,
-                app_roles: vec![APP2_ROLE.into()],
+                app_roles: vec![AppRole::for_applications(&app2_role_id, APP2_ROLE)],
             },
-            app2_role_assignments: vec![(app1_object.clone(), APP2_ROLE.into())],
+            graph: AppRegistration {
+                display_name: "Microsoft Graph".into(),
+                client_id: GRAPH_APP_ID.into(),
+                app_id_uri: "https://graph.microsoft.com".into(),
+                sp_object_id: id(),
+                token_version: 1,
+                app_roles: vec![
+                    AppRole::for_applications(GRAPH_READ_ROLE_ID, GRAPH_READ),
+                    AppRole::for_applications(
+                        "df021288-bdef-4463-88db-98f22de89214",
+                        "User.Read.All",
+                    ),
+                ],
+            },
+            grants: vec![
+                Grant {
+                    id: id(),
+                    principal: app1_object.clone(),
+                    resource_app_id: app2_client.clone(),
+                    role_id: app2_role_id,
+                    created: now - 31 * 86_400,
+                },
+                Grant {
+                    id: id(),
+                    principal: app1_object.clone(),
+                    resource_app_id: GRAPH_APP_ID.into(),
+                    role_id: GRAPH_READ_ROLE_ID.into(),
+                    created: now - 30 * 86_400,
+                },
+            ],
+            tokens_minted_at: None,
             vault_role_assignments: vec![(app1_object, VaultRole::SecretsUser)],
             app2_allowed_audiences: vec![format!("api://{app2_client}")],
             app2_allowed_applications: vec![app1_client],
@@ -139,12 +224,41 @@ impl World {
             .max_by_key(|r| *r == VaultRole::SecretsOfficer)
     }
 
-    pub fn app2_roles_of(&self, object_id: &str) -> Vec<String> {
-        self.app2_role_assignments
+    /// The application with this appId (app2 or Graph).
+    pub fn application(&self, app_id: &str) -> Option<&AppRegistration> {
+        [&self.app2, &self.graph]
+            .into_iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(app_id))
+    }
+
+    /// The roles of `app` that Entra puts in `object_id`'s token minted at
+    /// `at`: granted by then, enabled, and for applications.
+    pub fn roles_of(&self, app: &AppRegistration, object_id: &str, at: i64) -> Vec<String> {
+        self.grants
             .iter()
-            .filter(|(oid, _)| oid == object_id)
-            .map(|(_, role)| role.clone())
+            .filter(|g| {
+                g.principal == object_id && g.resource_app_id == app.client_id && g.created <= at
+            })
+            .filter_map(|g| app.app_roles.iter().find(|r| r.id == g.role_id))
+            .filter(|r| r.is_enabled && r.allowed_member_types.iter().any(|t| t == "Application"))
+            .map(|r| r.value.clone())
             .collect()
+    }
+
+    /// Removes `object_id`'s grants of the role `value` of `app_id`.
+    pub fn revoke(&mut self, object_id: &str, app_id: &str, value: &str) {
+        let role_ids: Vec<String> = self
+            .application(app_id)
+            .map(|a| {
+                a.app_roles
+                    .iter()
+                    .filter(|r| r.value == value)
+                    .map(|r| r.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.grants
+            .retain(|g| !(g.principal == object_id && role_ids.contains(&g.role_id)));
     }
 
     /// app2's authsettingsV2 document: the deployment's own template

@@ -88,7 +88,16 @@ fn the_repository_package_holds_only_run_time_files() {
         );
     }
     assert!(files.contains(&"host.json".to_owned()));
-    for function in ["health", "token", "secrets", "blobs", "app2", "flow"] {
+    for function in [
+        "health",
+        "token",
+        "secrets",
+        "blobs",
+        "app2",
+        "downstream",
+        "whoami",
+        "flow",
+    ] {
         assert!(
             files.contains(&format!("{function}/function.json")),
             "{function}/function.json is packaged"

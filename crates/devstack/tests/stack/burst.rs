@@ -112,7 +112,7 @@ async fn slow_validator(
 /// app1's claims for app2, as the issuer would put them in a token now.
 fn app2_claims(s: &devstack::stack::Stack) -> serde_json::Value {
     let w = world(s);
-    let audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
+    let audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id, i64::MAX).unwrap();
     access_token_claims(
         &w,
         &w.app1,

@@ -31,7 +31,8 @@ async fn whoami(
 /// A token for app2 signed by the stack's key, with `edit` applied to its claims.
 fn app2_token(s: &Stack, version: TokenVersion, edit: impl FnOnce(&mut Value)) -> String {
     let w = world(s);
-    let mut audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
+    let mut audience =
+        resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id, i64::MAX).unwrap();
     if version == TokenVersion::V2 {
         audience.aud = w.app2.client_id.clone();
         audience.version = TokenVersion::V2;
@@ -135,7 +136,7 @@ async fn t4_t5_t6_t9_e9_e10_e11_invalid_tokens_are_401() {
 async fn t7_t8_unknown_kid_hs256_and_none_are_401() {
     let s = stack().await;
     let w = world(&s);
-    let audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
+    let audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id, i64::MAX).unwrap();
     let claims = access_token_claims(
         &w,
         &w.app1,
@@ -450,7 +451,8 @@ async fn app2_validates_the_token_itself() {
         }),
         ("signed by another key", {
             let stranger = Issuer::generate().unwrap();
-            let mut audience = resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id).unwrap();
+            let mut audience =
+                resolve_audience(&w, &w.app2.app_id_uri, &w.app1.object_id, i64::MAX).unwrap();
             audience.roles = vec!["App2.Access".into()];
             stranger.sign(
                 &access_token_claims(&w, &w.app1, &audience, now),
