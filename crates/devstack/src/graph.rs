@@ -35,6 +35,8 @@ pub struct GraphState {
     validator: Arc<TokenValidator>,
     /// Requests still to throttle (`u32::MAX`: all of them).
     throttle: AtomicU32,
+    /// 429s answered so far (`GET /_devstack/throttle` reports it).
+    throttled: AtomicU32,
     /// Its own public URL, for `@odata.nextLink` and `@odata.context`.
     pub base_url: RwLock<String>,
 }
@@ -45,6 +47,7 @@ impl GraphState {
             world,
             validator,
             throttle: AtomicU32::new(if throttled { u32::MAX } else { 0 }),
+            throttled: AtomicU32::new(0),
             base_url: RwLock::new(String::new()),
         }
     }
@@ -55,24 +58,34 @@ impl GraphState {
     }
 
     fn take_throttle(&self) -> bool {
-        self.throttle
+        let take = self
+            .throttle
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
                 0 => None,
                 u32::MAX => Some(u32::MAX),
                 n => Some(n - 1),
             })
-            .is_ok()
+            .is_ok();
+        if take {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+        }
+        take
     }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/_devstack/throttle", web::post().to(post_throttle))
+        .route("/_devstack/throttle", web::get().to(get_throttle))
         .default_service(web::to(dispatch));
 }
 
 #[derive(serde::Deserialize)]
 struct Throttle {
     times: u32,
+}
+
+async fn get_throttle(state: web::Data<GraphState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"throttled": state.throttled.load(Ordering::SeqCst)}))
 }
 
 async fn post_throttle(state: web::Data<GraphState>, body: web::Json<Throttle>) -> HttpResponse {

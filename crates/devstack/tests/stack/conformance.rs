@@ -41,3 +41,28 @@ async fn official_python_clients_work_against_devstack() {
     );
     s.stop().await;
 }
+
+/// The official `msgraph-sdk` (kiota) against the Graph stand-in, through
+/// azure-identity's ManagedIdentityCredential on devstack's identity endpoint.
+#[tokio::test]
+async fn official_graph_sdk_works_against_the_graph_stand_in() {
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
+    let s = start(false, |_| {}).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/check_graph.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .env_remove("MSI_ENDPOINT")
+        .envs(s.env())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "Graph conformance failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("9 Graph checks passed"), "every check ran");
+    s.stop().await;
+}
