@@ -1,7 +1,9 @@
 // The reference deployment: app1 (a Flex Consumption Function App running the
 // Rust custom handler) calling Key Vault, Blob Storage and app2, an App Service
-// behind EasyAuth. Deploy twice: once to create everything, then again (from
-// infra/graph.sh) with app1ClientId and app2ClientId to configure EasyAuth.
+// behind EasyAuth, and the directory objects they need (Microsoft Graph Bicep):
+// app2's application with its App2.Access role and Application ID URI, its
+// service principal, and the grant of App2.Access to app1's identity. One
+// deployment does all of it (`az deployment group create -f infra/main.bicep`).
 //
 // Least privilege (the README's "what each identity can reach"):
 // * the host's storage (AzureWebJobsStorage and the deployment package) is an
@@ -11,8 +13,15 @@
 //   data container, and a custom read/create role (no delete) on the audit
 //   container; plus Key Vault Secrets User on the vault.
 //
+// * in the directory, app1's identity holds app2's App2.Access, and (only with
+//   grantGraphRead) Microsoft Graph's Application.Read.All, which lets it read
+//   applications and service principals for /api/whoami and the verified 403
+//   diagnosis; nothing is granted on Graph by default.
+//
 // Redeploys are idempotent: every name and role assignment id is derived from
 // stable inputs, and the seed secret is written only when a value is passed.
+
+extension microsoftGraphV1
 
 @description('Short prefix for resource names (lower case letters and digits).')
 @minLength(3)
@@ -24,11 +33,8 @@ param location string = resourceGroup().location
 @description('Also create a user-assigned identity for app1 and make it the default (AZURE_CLIENT_ID).')
 param useUserAssignedIdentity bool = false
 
-@description('app2\'s app registration client id (set by infra/graph.sh). Empty: EasyAuth is not configured yet.')
-param app2ClientId string = ''
-
-@description('The client id (appId) of app1\'s identity, allowed to call app2 (set by infra/graph.sh).')
-param app1ClientId string = ''
+@description('Grant app1\'s identity Microsoft Graph\'s Application.Read.All, for /api/whoami\'s assignments and the 403 diagnosis that asks the directory. Off by default: it lets app1 read every application and service principal in the tenant, and granting a Graph application permission needs a Privileged Role Administrator.')
+param grantGraphRead bool = false
 
 @description('The seed secret app1 reads in the flow. Pass it on the first deployment only: empty leaves the secret as it is, so a redeploy never adds a version.')
 @secure()
@@ -47,6 +53,8 @@ var vaultName = take('${prefix}-kv-${suffix}', 24)
 var app1Name = '${prefix}-app1-${suffix}'
 var app2Name = '${prefix}-app2-${suffix}'
 var tenantId = subscription().tenantId
+// Microsoft Graph's appId (the same in every tenant).
+var graphAppId = '00000003-0000-0000-c000-000000000000'
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
@@ -181,10 +189,9 @@ resource app2 'Microsoft.Web/sites@2024-04-01' = {
       appSettings: [
         { name: 'REQUIRED_ROLE', value: 'App2.Access' }
         { name: 'WEBSITE_AUTH_AAD_ALLOWED_TENANTS', value: tenantId }
-        // app2 validates every token itself (defence in depth behind EasyAuth);
-        // until graph.sh sets app2ClientId it refuses to start.
+        // app2 validates every token itself (defence in depth behind EasyAuth).
         { name: 'APP2_TENANT_ID', value: tenantId }
-        { name: 'APP2_CLIENT_ID', value: app2ClientId }
+        { name: 'APP2_CLIENT_ID', value: app2App.appId }
         // app2's spans join app1's in the same Application Insights (role "app2").
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
       ]
@@ -192,11 +199,64 @@ resource app2 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// EasyAuth for app2, from the same document devstack's gate reads.
-resource app2Auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(app2ClientId)) {
+// app2 in the directory: its application, with the app role the handler's
+// identity needs and an Application ID URI of api://<appId>.
+var app2Role = {
+  id: guid(resourceGroup().id, app2Name, 'App2.Access')
+  value: 'App2.Access'
+  displayName: 'App2.Access'
+  description: 'Call app2\'s API as an application.'
+  allowedMemberTypes: [ 'Application' ]
+  isEnabled: true
+}
+
+resource app2App 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: app2Name
+  displayName: app2Name
+  signInAudience: 'AzureADMyOrg'
+  appRoles: [ app2Role ]
+}
+
+// The same application again: its identifierUris can name its appId only once
+// the application exists (the Graph Bicep samples' second-declaration pattern).
+resource app2AppUri 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: app2Name
+  displayName: app2Name
+  signInAudience: 'AzureADMyOrg'
+  appRoles: [ app2Role ]
+  identifierUris: [ 'api://${app2App.appId}' ]
+}
+
+resource app2Sp 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: app2App.appId
+}
+
+// App2.Access for the identity that calls app2.
+resource app2Access 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  principalId: callerPrincipalId
+  resourceId: app2Sp.id
+  appRoleId: app2Role.id
+}
+
+// Application.Read.All on Microsoft Graph, only when asked for; its role id
+// is read from Graph's own appRoles, not hard-coded.
+resource graphSp 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
+  appId: graphAppId
+}
+
+resource graphRead 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (grantGraphRead) {
+  principalId: callerPrincipalId
+  resourceId: graphSp.id
+  appRoleId: filter(graphSp.appRoles, role => role.value == 'Application.Read.All')[0].id
+}
+
+// EasyAuth for app2, from the same document devstack's gate reads. Callers are
+// allowed by object id: a managed identity's is known at deployment time.
+resource app2Auth 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app2
   name: 'authsettingsV2'
-  properties: json(replace(replace(replace(string(loadJsonContent('app2-authsettingsV2.json')), '__TENANT_ID__', tenantId), '__APP2_CLIENT_ID__', app2ClientId), '__APP1_CLIENT_ID__', app1ClientId)).properties
+  properties: json(replace(replace(replace(string(loadJsonContent('app2-authsettingsV2.json')), '__TENANT_ID__', tenantId), '__APP2_CLIENT_ID__', app2App.appId), '__APP1_OBJECT_ID__', callerPrincipalId)).properties
+  dependsOn: [ app2AppUri ]
 }
 
 var app1Settings = concat([
@@ -213,7 +273,7 @@ var app1Settings = concat([
   { name: 'AUDIT_CONTAINER', value: auditContainer }
   { name: 'FLOW_SECRET_NAME', value: flowSecretName }
   { name: 'APP2_BASE_URL', value: 'https://${app2.properties.defaultHostName}' }
-  { name: 'APP2_RESOURCE', value: empty(app2ClientId) ? '' : 'api://${app2ClientId}' }
+  { name: 'APP2_RESOURCE', value: 'api://${app2App.appId}' }
 ], useUserAssignedIdentity ? [
   { name: 'AZURE_CLIENT_ID', value: userAssigned.properties.clientId }
 ] : [])
@@ -337,6 +397,8 @@ output app1Name string = app1.name
 output app1PrincipalId string = callerPrincipalId
 output app2Name string = app2.name
 output app2Url string = 'https://${app2.properties.defaultHostName}'
+output app2ClientId string = app2App.appId
+output app2Resource string = 'api://${app2App.appId}'
 output keyVaultName string = vault.name
 output hostStorageAccountName string = hostStorage.name
 output dataStorageAccountName string = dataStorage.name

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 pub enum Scenario {
     /// app1 has no Key Vault role.
     KvNoRole,
-    /// app1 is missing from app2's allowedApplications.
+    /// app1 is missing from app2's allowedPrincipals.identities.
     App2NotAllowed,
     /// app2's allowedAudiences lacks its api:// Application ID URI.
     App2WrongAudience,
@@ -66,7 +66,7 @@ impl Scenario {
         match self {
             Self::KvNoRole => "app1 has no Key Vault role: Key Vault answers 403 ForbiddenByRbac",
             Self::App2NotAllowed => {
-                "app1 is not in app2's allowedApplications: EasyAuth answers 403"
+                "app1 is not in app2's allowedPrincipals.identities: EasyAuth answers 403"
             }
             Self::App2WrongAudience => {
                 "api://<app2> is not in app2's allowedAudiences: EasyAuth answers 401"
@@ -104,7 +104,7 @@ impl Scenario {
         match self {
             Self::KvNoRole => world.vault_role_assignments.retain(|(oid, _)| *oid != app1),
             Self::App2NotAllowed => {
-                world.app2_allowed_applications = vec![uuid::Uuid::new_v4().to_string()]
+                world.app2_allowed_identities = vec![uuid::Uuid::new_v4().to_string()]
             }
             Self::App2WrongAudience => world.app2_allowed_audiences.clear(),
             Self::App2MissingRole | Self::GraphThrottled => world.revoke(&app1, &app2, APP2_ROLE),

@@ -106,8 +106,9 @@ pub struct World {
     pub vault_role_assignments: Vec<(String, VaultRole)>,
     /// app2's EasyAuth `allowedAudiences`.
     pub app2_allowed_audiences: Vec<String>,
-    /// app2's EasyAuth `defaultAuthorizationPolicy.allowedApplications`.
-    pub app2_allowed_applications: Vec<String>,
+    /// app2's EasyAuth `defaultAuthorizationPolicy.allowedPrincipals.identities`
+    /// (object ids: a managed identity's is known at deployment time).
+    pub app2_allowed_identities: Vec<String>,
     /// The client id of a user-assigned identity that exists in the tenant but is
     /// not attached to app1 (the `user-assigned-missing` scenario selects it).
     pub unattached_client_id: String,
@@ -126,7 +127,7 @@ pub const GRAPH_READ_ROLE_ID: &str = "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30";
 impl World {
     /// The default world: app1's system identity may read the vault, holds
     /// `App2.Access` and Graph's `Application.Read.All` (granted a month
-    /// and a day ago), and is an allowed application of app2.
+    /// and a day ago), and is an allowed principal of app2.
     pub fn new() -> Self {
         let id = || Uuid::new_v4().to_string();
         let subscription_id = id();
@@ -199,9 +200,9 @@ impl World {
                 },
             ],
             tokens_minted_at: None,
-            vault_role_assignments: vec![(app1_object, VaultRole::SecretsUser)],
+            vault_role_assignments: vec![(app1_object.clone(), VaultRole::SecretsUser)],
             app2_allowed_audiences: vec![format!("api://{app2_client}")],
-            app2_allowed_applications: vec![app1_client],
+            app2_allowed_identities: vec![app1_object],
             unattached_client_id: id(),
             token_lifetime_secs: 3600,
             subscription_id,
@@ -268,13 +269,13 @@ impl World {
         let mut doc = app2_auth_settings_template(
             &self.tenant_id,
             &self.app2.client_id,
-            &self.app1.client_id,
+            &self.app1.object_id,
         );
         let validation =
             &mut doc["properties"]["identityProviders"]["azureActiveDirectory"]["validation"];
         validation["allowedAudiences"] = serde_json::json!(self.app2_allowed_audiences);
-        validation["defaultAuthorizationPolicy"]["allowedApplications"] =
-            serde_json::json!(self.app2_allowed_applications);
+        validation["defaultAuthorizationPolicy"]["allowedPrincipals"]["identities"] =
+            serde_json::json!(self.app2_allowed_identities);
         doc
     }
 }
@@ -283,13 +284,13 @@ impl World {
 pub fn app2_auth_settings_template(
     tenant: &str,
     app2_client_id: &str,
-    app1_client_id: &str,
+    app1_object_id: &str,
 ) -> serde_json::Value {
     const TEMPLATE: &str = include_str!("../../../infra/app2-authsettingsV2.json");
     let text = TEMPLATE
         .replace("__TENANT_ID__", tenant)
         .replace("__APP2_CLIENT_ID__", app2_client_id)
-        .replace("__APP1_CLIENT_ID__", app1_client_id);
+        .replace("__APP1_OBJECT_ID__", app1_object_id);
     serde_json::from_str(&text).expect("infra/app2-authsettingsV2.json is valid JSON")
 }
 

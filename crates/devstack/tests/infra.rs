@@ -4,10 +4,14 @@
 use devstack::easyauth::GateConfig;
 use std::path::PathBuf;
 
-fn infra(file: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn infra_path(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../infra")
-        .join(file);
+        .join(file)
+}
+
+fn infra(file: &str) -> String {
+    let path = infra_path(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -174,7 +178,7 @@ fn easyauth_settings_are_what_the_gate_reads() {
         bicep.contains("loadJsonContent('app2-authsettingsV2.json')"),
         "main.bicep deploys the template"
     );
-    for placeholder in ["__TENANT_ID__", "__APP2_CLIENT_ID__", "__APP1_CLIENT_ID__"] {
+    for placeholder in ["__TENANT_ID__", "__APP2_CLIENT_ID__", "__APP1_OBJECT_ID__"] {
         assert!(
             bicep.contains(placeholder) && infra("app2-authsettingsV2.json").contains(placeholder)
         );
@@ -191,7 +195,8 @@ fn easyauth_settings_are_what_the_gate_reads() {
     assert_eq!(gate.excluded_paths, ["/api/health"]);
     assert_eq!(gate.client_id, app2);
     assert_eq!(gate.allowed_audiences, [format!("api://{app2}")]);
-    assert_eq!(gate.allowed_applications, [app1]);
+    assert!(gate.allowed_applications.is_empty());
+    assert_eq!(gate.allowed_identities, [app1]);
     assert_eq!(gate.tenant(), Some(tenant));
     // devstack's default world serves exactly this document.
     let world = devstack::world::World::new();
@@ -200,29 +205,82 @@ fn easyauth_settings_are_what_the_gate_reads() {
         devstack::world::app2_auth_settings_template(
             &world.tenant_id,
             &world.app2.client_id,
-            &world.app1.client_id
+            &world.app1.object_id
         )
     );
 }
 
 #[test]
-fn graph_script_creates_the_registration_role_and_assignment() {
-    let script = infra("graph.sh");
+fn the_directory_objects_are_declared_in_bicep() {
+    let bicep = infra("main.bicep");
+    // Microsoft Graph Bicep v1.0 (GA), through bicepconfig.json.
+    assert!(bicep.contains("\nextension microsoftGraphV1\n"));
+    let config: serde_json::Value = serde_json::from_str(&infra("bicepconfig.json")).unwrap();
+    assert_eq!(
+        config["extensions"]["microsoftGraphV1"],
+        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:1.0.0"
+    );
+    // app2's application: App2.Access for applications, then the second
+    // declaration (same uniqueName) that adds api://<appId>.
+    let app = resource(&bicep, "app2App");
+    assert!(
+        app.contains("'Microsoft.Graph/applications@v1.0'") && app.contains("uniqueName: app2Name")
+    );
+    assert!(app.contains("appRoles: [ app2Role ]"));
+    let uri = resource(&bicep, "app2AppUri");
+    assert!(uri.contains("uniqueName: app2Name") && uri.contains("appRoles: [ app2Role ]"));
+    assert!(uri.contains("identifierUris: [ 'api://${app2App.appId}' ]"));
+    let role = &bicep[bicep.find("var app2Role = {").unwrap()..];
+    let role = &role[..role.find("\n}").unwrap()];
     for needle in [
-        "az ad app create",
-        "--identifier-uris \"api://$app2_id\"",
-        "\"value\\\":\\\"App2.Access\\\"",
-        "\"allowedMemberTypes\\\":[\\\"Application\\\"]",
-        "servicePrincipals/$app2_sp/appRoleAssignedTo",
-        "app2ClientId=\"$app2_id\" app1ClientId=\"$app1_client\"",
+        "value: 'App2.Access'",
+        "allowedMemberTypes: [ 'Application' ]",
+        "isEnabled: true",
+        "id: guid(",
     ] {
-        assert!(script.contains(needle), "graph.sh lacks {needle}");
+        assert!(role.contains(needle), "app2Role lacks {needle}");
     }
-    let ok = std::process::Command::new("bash")
-        .args(["-n"])
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/graph.sh"))
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "graph.sh has a syntax error");
+    assert!(resource(&bicep, "app2Sp").contains("appId: app2App.appId"));
+    // The one grant app1 always gets: App2.Access, to the identity that calls.
+    let access = resource(&bicep, "app2Access");
+    assert!(access.contains("'Microsoft.Graph/appRoleAssignedTo@v1.0'"));
+    for needle in [
+        "principalId: callerPrincipalId",
+        "resourceId: app2Sp.id",
+        "appRoleId: app2Role.id",
+    ] {
+        assert!(access.contains(needle), "app2Access lacks {needle}");
+    }
+    // Graph's Application.Read.All only behind a parameter that is off by default,
+    // its role id read from Graph by value.
+    assert!(bicep.contains("param grantGraphRead bool = false"));
+    let read = resource(&bicep, "graphRead");
+    assert!(read.contains("= if (grantGraphRead) {") && read.contains("resourceId: graphSp.id"));
+    assert!(read.contains("role.value == 'Application.Read.All'"));
+    assert!(
+        resource(&bicep, "graphSp").contains("existing")
+            && bicep.contains("'00000003-0000-0000-c000-000000000000'")
+    );
+    assert_eq!(
+        bicep
+            .matches("'Microsoft.Graph/appRoleAssignedTo@v1.0'")
+            .count(),
+        2,
+        "no other grant"
+    );
+    // app2's EasyAuth and app1's settings come from the same deployment.
+    let auth = resource(&bicep, "app2Auth");
+    assert!(
+        !auth.contains("if ("),
+        "EasyAuth is configured on the first deployment"
+    );
+    assert!(
+        auth.contains("app2App.appId") && auth.contains("'__APP1_OBJECT_ID__', callerPrincipalId")
+    );
+    assert!(bicep.contains("{ name: 'APP2_RESOURCE', value: 'api://${app2App.appId}' }"));
+    assert!(bicep.contains("{ name: 'APP2_CLIENT_ID', value: app2App.appId }"));
+    assert!(
+        !infra_path("graph.sh").exists(),
+        "Bicep replaces the script"
+    );
 }

@@ -252,6 +252,10 @@ async fn e12_e13_e14_authorization_policy_is_403() {
         &format!("&client_id={}", w.user_assigned.client_id),
     )
     .await;
+    config(&s, |c| {
+        c.allowed_applications = vec![w.app1.client_id.clone()];
+        c.allowed_identities.clear();
+    });
     let (status, body, _) = whoami(&s, Some(&ua), &[]).await;
     assert_eq!(
         (status, body.as_str()),
@@ -339,7 +343,8 @@ async fn gate_config_is_read_from_a_real_authsettings_v2_document() {
     assert_eq!(config.unauthenticated_action, "Return401");
     assert_eq!(config.excluded_paths, vec!["/api/health"]);
     assert_eq!(config.allowed_audiences, vec![w.app2.app_id_uri.clone()]);
-    assert_eq!(config.allowed_applications, vec![w.app1.client_id.clone()]);
+    assert!(config.allowed_applications.is_empty());
+    assert_eq!(config.allowed_identities, vec![w.app1.object_id.clone()]);
     assert_eq!(config.client_id, w.app2.client_id);
     assert_eq!(config.tenant(), Some(w.tenant_id.as_str()));
     // The same document without the ARM `properties` wrapper.
