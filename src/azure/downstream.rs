@@ -236,10 +236,10 @@ impl ApiClient {
             Ok(response) => call.answered(response.status().as_u16()),
             Err(_) => call.failed("transport"),
         }
-        let response = sent.map_err(|message| {
+        let failed = |status: Option<u16>, message: String| {
             ClientError::from(UpstreamError {
                 stage: self.stage,
-                status: None,
+                status,
                 code: None,
                 message,
                 www_authenticate: None,
@@ -247,7 +247,8 @@ impl ApiClient {
                 required_role: None,
                 claims: Some(claims.clone()),
             })
-        })?;
+        };
+        let response = sent.map_err(|message| failed(None, message))?;
         let header = |name| {
             response
                 .headers()
@@ -261,18 +262,7 @@ impl ApiClient {
         let status = response.status().as_u16();
         let body = read_capped(response, self.max_response_bytes)
             .await
-            .map_err(|message| {
-                ClientError::from(UpstreamError {
-                    stage: self.stage,
-                    status: Some(status),
-                    code: None,
-                    message,
-                    www_authenticate: None,
-                    content_type: None,
-                    required_role: None,
-                    claims: Some(claims.clone()),
-                })
-            })?;
+            .map_err(|message| failed(Some(status), message))?;
         Ok(ApiResponse {
             stage: self.stage,
             status,

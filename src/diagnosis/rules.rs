@@ -73,6 +73,16 @@ fn vault_name(f: &Facts) -> String {
 /// Where app2's client id is found when neither the refusal nor APP2_RESOURCE names it.
 const APP2_CLIENT_ID_LOOKUP: &str = "app2's client id (APP2_RESOURCE names it as api://<client id>; or az webapp auth show -g <rg> -n <app2> --query identityProviders.azureActiveDirectory.registration.clientId)";
 
+/// The GUID in `api://<guid>` (or a bare GUID), if that is what `s` is.
+fn guid(s: &str) -> Option<String> {
+    Some(
+        s.trim_start_matches("api://")
+            .trim_end_matches('/')
+            .to_owned(),
+    )
+    .filter(|s| is_guid(s))
+}
+
 /// app2's client id: from EasyAuth's challenge, the audiences app2 said it
 /// accepts, or APP2_RESOURCE, whichever names a GUID first.
 fn app2_client_id(
@@ -80,14 +90,6 @@ fn app2_client_id(
     challenge: &Map<String, Value>,
     expected: &[String],
 ) -> Option<String> {
-    let guid = |s: &str| {
-        Some(
-            s.trim_start_matches("api://")
-                .trim_end_matches('/')
-                .to_owned(),
-        )
-        .filter(|s| is_guid(s))
-    };
     challenge
         .get("resource_id")
         .and_then(Value::as_str)
@@ -99,14 +101,6 @@ fn app2_client_id(
 /// The appId of the API a token was for: the GUID in its resource
 /// (`api://<guid>` or the bare client id), else in the token's `aud`.
 pub fn api_app_id(resource: Option<&str>, claims: &Map<String, Value>) -> Option<String> {
-    let guid = |s: &str| {
-        Some(
-            s.trim_start_matches("api://")
-                .trim_end_matches('/')
-                .to_owned(),
-        )
-        .filter(|s| is_guid(s))
-    };
     resource
         .and_then(guid)
         .or_else(|| claims.get("aud").and_then(Value::as_str).and_then(guid))

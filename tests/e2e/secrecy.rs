@@ -14,6 +14,9 @@ async fn responses_and_logs_never_carry_tokens_or_secret_values() {
             (Method::GET, "/api/token?resource=https://storage.azure.com"),
             (Method::GET, "/api/secrets/app1-demo-secret"),
             (Method::GET, "/api/app2/api/whoami"),
+            (Method::GET, "/api/whoami"),
+            (Method::GET, "/api/downstream/partner/api/whoami"),
+            (Method::GET, "/api/token?check=graph"),
             (Method::GET, "/api/secrets/no-such-secret"),
         ] {
             bodies.push_str(&send(method, format!("{base}{path}"), None).await.text());
