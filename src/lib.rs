@@ -7,7 +7,8 @@
 //! | [`startup`] | binds 127.0.0.1, wires state and routes ([`Application`]) |
 //! | [`protocol`] | the adapters: proxy and forward mode, invocation payloads |
 //! | [`functions`] | one module per function folder; problems are built here, at the edge |
-//! | [`azure`] | the clients: Key Vault, Blob, app2; typed [`azure::ClientError`] |
+//! | [`doctor`] | every identity check in one report (`handler doctor`, `/api/doctor`) |
+//! | [`azure`] | the clients: Key Vault, Blob, named APIs, Graph; typed [`azure::ClientError`] |
 //! | [`identity`] | the credential chain over the `app-service-identity` crate |
 //!
 //! Shared below the adapters: [`invocation`], [`state`], [`names`],
@@ -18,6 +19,7 @@ pub mod azure;
 pub mod body_stream;
 pub mod configuration;
 pub mod diagnosis;
+pub mod doctor;
 pub mod functions;
 pub mod http_client;
 pub mod identity;

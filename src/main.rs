@@ -1,8 +1,13 @@
-//! `handler`: started by the Functions host (or by hand for local runs).
+//! `handler`: started by the Functions host (or by hand for local runs);
+//! `handler doctor` checks the app's identity setup from a console.
 
 use handler::{Application, configuration::Settings, telemetry};
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("doctor") {
+        return handler::doctor::cli::main(&args[1..]);
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {

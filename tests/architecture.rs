@@ -102,8 +102,15 @@ fn no_module_imports_a_module_that_imports_it() {
 #[test]
 fn layers_point_one_way() {
     // Lower layers never name higher ones:
-    // startup → protocol (adapters) → functions → azure (clients) → identity.
-    let order = ["startup", "protocol", "functions", "azure", "identity"];
+    // startup → protocol (adapters) → functions → doctor → azure (clients) → identity.
+    let order = [
+        "startup",
+        "protocol",
+        "functions",
+        "doctor",
+        "azure",
+        "identity",
+    ];
     let edges = graph();
     for (i, upper) in order.iter().enumerate() {
         for lower in &order[i + 1..] {

@@ -275,6 +275,42 @@ impl ApiClient {
     }
 }
 
+/// One harmless authenticated GET on a named API: app2's `api/whoami`, Graph's
+/// own service principal (readable without any permission), else the API's
+/// first literal allowed path, or its base URL. Any answer but a refusal
+/// (401, 403, 5xx) means the token was accepted.
+pub async fn probe(
+    client: &ApiClient,
+    identity: Option<UserAssignedId>,
+) -> Result<(), ClientError> {
+    let api = client.api();
+    let path = match api.name.as_str() {
+        "app2" => app2_whoami(),
+        "graph" => {
+            return super::graph::own_service_principal(client, identity)
+                .await
+                .map(|_| ());
+        }
+        _ => api
+            .allowed_paths
+            .iter()
+            .map(ToString::to_string)
+            .find(|p| !p.contains('*'))
+            .and_then(|p| ApiPath::parse(&p).ok())
+            .unwrap_or_else(|| ApiPath::parse("").expect("the empty path is valid")),
+    };
+    let response = client
+        .send(ApiRequest {
+            identity,
+            ..ApiRequest::get(&path, "")
+        })
+        .await?;
+    if response.is_refusal() {
+        return Err(response.refusal());
+    }
+    Ok(())
+}
+
 /// The body, or why it was not read whole (too long, or broken off).
 async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Bytes, String> {
     if response.content_length().is_some_and(|n| n > limit as u64) {

@@ -257,11 +257,16 @@ impl Graph {
         let (client, ttl) = (self.client.clone(), self.ttl);
         self.whoami
             .get(&(), move || async move {
-                cached(whoami(&client).await.map(Arc::new), ttl)
+                cached(whoami(&client, None).await.map(Arc::new), ttl)
             })
             .await
             .map(|(v, served)| (v, served == Served::Cached))
             .map_err(Miss::into_error)
+    }
+
+    /// As [`Graph::whoami`], as a particular identity, uncached (`handler doctor --client-id`).
+    pub async fn whoami_as(&self, identity: Option<UserAssignedId>) -> Result<WhoAmI, ClientError> {
+        whoami(&self.client, identity).await
     }
 
     /// The API whose appId is `api_app_id`, and `principal`'s assignments to it.
@@ -373,14 +378,15 @@ async fn get_all<T: DeserializeOwned>(
     client: &ApiClient,
     path: &str,
     query: &str,
+    identity: Option<UserAssignedId>,
 ) -> Result<Vec<T>, ClientError> {
-    let mut page: Page<T> = get(client, Target::Path(path, query), None).await?;
+    let mut page: Page<T> = get(client, Target::Path(path, query), identity.clone()).await?;
     let mut items = std::mem::take(&mut page.value);
     for _ in 1..MAX_PAGES {
         let Some(next) = page.next_link.take() else {
             return Ok(items);
         };
-        page = get(client, Target::Url(&next), None).await?;
+        page = get(client, Target::Url(&next), identity.clone()).await?;
         items.append(&mut page.value);
     }
     Ok(items)
@@ -418,13 +424,17 @@ pub async fn own_service_principal(
     .await
 }
 
-async fn whoami(client: &ApiClient) -> Result<WhoAmI, ClientError> {
-    let me = own_service_principal(client, None).await?;
+async fn whoami(
+    client: &ApiClient,
+    identity: Option<UserAssignedId>,
+) -> Result<WhoAmI, ClientError> {
+    let me = own_service_principal(client, identity.clone()).await?;
     let owner = me.owner();
     let path = format!("servicePrincipals/{}/appRoleAssignments", me.id);
-    let listed: Result<Vec<AppRoleAssignment>, ClientError> = get_all(client, &path, "").await;
+    let listed: Result<Vec<AppRoleAssignment>, ClientError> =
+        get_all(client, &path, "", identity.clone()).await;
     let (assignments, missing) = match listed {
-        Ok(list) => (Some(resolve(client, list).await), None),
+        Ok(list) => (Some(resolve(client, list, identity).await), None),
         Err(ClientError::Upstream(u)) if u.status == Some(403) => (
             None,
             Some(MissingPermission::for_principal(
@@ -445,7 +455,11 @@ async fn whoami(client: &ApiClient) -> Result<WhoAmI, ClientError> {
 
 /// Each assignment with its API's display name and role value, reading each
 /// API's service principal once.
-async fn resolve(client: &ApiClient, list: Vec<AppRoleAssignment>) -> Vec<AssignmentView> {
+async fn resolve(
+    client: &ApiClient,
+    list: Vec<AppRoleAssignment>,
+    identity: Option<UserAssignedId>,
+) -> Vec<AssignmentView> {
     let mut apis: Vec<(String, Option<ServicePrincipal>)> = vec![];
     for a in &list {
         if !apis.iter().any(|(id, _)| *id == a.resource_id) {
@@ -453,7 +467,7 @@ async fn resolve(client: &ApiClient, list: Vec<AppRoleAssignment>) -> Vec<Assign
             let sp = get(
                 client,
                 Target::Path(&path, "$select=id,appId,displayName,appRoles"),
-                None,
+                identity.clone(),
             )
             .await
             .ok();
@@ -511,7 +525,7 @@ async fn role_directory(
         })
     })?;
     let path = format!("servicePrincipals/{principal}/appRoleAssignments");
-    let assignments: Vec<AppRoleAssignment> = get_all(client, &path, "").await?;
+    let assignments: Vec<AppRoleAssignment> = get_all(client, &path, "", None).await?;
     Ok(RoleDirectory {
         assignments: assignments
             .into_iter()

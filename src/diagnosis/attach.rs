@@ -46,6 +46,19 @@ fn selector_setting(identity: Option<&UserAssignedId>, per_request: bool) -> Opt
     })
 }
 
+/// A client's failure as its problem, with its diagnosis when a rule explains it.
+pub async fn problem_for(
+    error: &ClientError,
+    state: &AppState,
+    identity: Option<&UserAssignedId>,
+) -> crate::problem::Problem {
+    let problem = crate::problem::Problem::from(error);
+    match diagnose(error, state, identity).await {
+        Some((kind, diagnosis)) => problem.diagnosed(kind, diagnosis.fix.clone(), &diagnosis),
+        None => problem,
+    }
+}
+
 /// How long the directory may take to answer before the diagnosis goes on without it.
 const DIRECTORY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 

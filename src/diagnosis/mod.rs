@@ -12,7 +12,7 @@ mod refusal;
 mod roles;
 mod rules;
 
-pub use attach::diagnose;
+pub use attach::{diagnose, problem_for};
 pub use rules::explain;
 
 use crate::azure::UpstreamError;

@@ -4,6 +4,7 @@
 
 mod app2;
 mod blobs;
+mod doctor;
 mod downstream;
 mod flow;
 mod health;
@@ -70,13 +71,7 @@ impl Failure {
         match self {
             Failure::Problem(p) => p,
             Failure::Client { error, identity } => {
-                let problem = Problem::from(&error);
-                match crate::diagnosis::diagnose(&error, state, identity.as_ref()).await {
-                    Some((kind, diagnosis)) => {
-                        problem.diagnosed(kind, diagnosis.fix.clone(), &diagnosis)
-                    }
-                    None => problem,
-                }
+                crate::diagnosis::problem_for(&error, state, identity.as_ref()).await
             }
         }
     }
@@ -159,6 +154,13 @@ pub static ALL: &[FunctionSpec] = &[
         reads_headers: true,
         streams_body: false,
         run: |i, s| Box::pin(downstream::run(i, s)),
+    },
+    FunctionSpec {
+        name: "doctor",
+        routes: &[("GET", "/api/doctor")],
+        reads_headers: false,
+        streams_body: false,
+        run: |i, s| Box::pin(doctor::run_function(i, s)),
     },
     FunctionSpec {
         name: "whoami",

@@ -4,12 +4,11 @@
 //! decoded claims but never the token or its signature.
 
 use super::{Failure, Outcome};
-use crate::azure::downstream::{ApiClient, ApiRequest, app2_whoami};
 use crate::azure::{ClientError, Stage};
 use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, pick};
 use crate::identity::{UserAssignedId, scope_to_resource};
 use crate::invocation::{Invocation, Reply};
-use crate::names::{ApiPath, Resource};
+use crate::names::Resource;
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -107,42 +106,6 @@ fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
     }
 }
 
-/// One harmless authenticated GET on a named API: app2's `api/whoami`, Graph's
-/// own service principal (readable without any permission), else the API's
-/// first literal allowed path, or its base URL. Any answer but a refusal
-/// (401, 403, 5xx) means the token was accepted.
-async fn probe_api(
-    client: &ApiClient,
-    identity: Option<UserAssignedId>,
-) -> Result<(), ClientError> {
-    let api = client.api();
-    let path = match api.name.as_str() {
-        "app2" => app2_whoami(),
-        "graph" => {
-            return crate::azure::graph::own_service_principal(client, identity)
-                .await
-                .map(|_| ());
-        }
-        _ => api
-            .allowed_paths
-            .iter()
-            .map(ToString::to_string)
-            .find(|p| !p.contains('*'))
-            .and_then(|p| ApiPath::parse(&p).ok())
-            .unwrap_or_else(|| ApiPath::parse("").expect("the empty path is valid")),
-    };
-    let response = client
-        .send(ApiRequest {
-            identity,
-            ..ApiRequest::get(&path, "")
-        })
-        .await?;
-    if response.is_refusal() {
-        return Err(response.refusal());
-    }
-    Ok(())
-}
-
 /// `?check=keyvault|storage|<api>`: a harmless authenticated call to the target,
 /// as the default identity or the one named in the request. "ok" with the
 /// principal used, or the diagnosed refusal.
@@ -185,7 +148,7 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
                     .into());
                 }
             };
-            let result = probe_api(client, identity.clone()).await;
+            let result = crate::azure::downstream::probe(client, identity.clone()).await;
             (
                 client.resource().to_owned(),
                 Some(client.api().base_url.clone()),

@@ -251,6 +251,8 @@ enum Chain {
 pub struct IdentityProvider {
     chain: Chain,
     facts: FactsCache,
+    /// The settings that decided the source, by name (never their values).
+    settings_found: Vec<&'static str>,
 }
 
 impl fmt::Debug for IdentityProvider {
@@ -310,9 +312,46 @@ impl IdentityProvider {
             }
             SourceMode::Auto | SourceMode::Developer => developer(&config),
         };
+        let settings_found = [
+            ("MANAGED_IDENTITY_SOURCE", config.mode != SourceMode::Auto),
+            ("IDENTITY_ENDPOINT", config.identity_endpoint.is_some()),
+            ("IDENTITY_HEADER", config.identity_header.is_some()),
+            ("MSI_ENDPOINT", config.msi_endpoint.is_some()),
+            ("MSI_SECRET", config.msi_secret.is_some()),
+            (
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                config.imds_authority.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .chain(config.user_assigned.as_ref().map(|(_, setting)| *setting))
+        .collect();
         Self {
             chain,
             facts: FactsCache::default(),
+            settings_found,
+        }
+    }
+
+    /// The identity settings present (names only: values may be secrets).
+    pub fn settings_found(&self) -> &[&'static str] {
+        &self.settings_found
+    }
+
+    /// Where managed-identity tokens come from (no query, no secret), if from an endpoint.
+    pub fn endpoint(&self) -> Option<String> {
+        match &self.chain {
+            Chain::Managed(c) => Some(c.endpoint().as_str().to_owned()),
+            _ => None,
+        }
+    }
+
+    /// Why no token can be had with these settings, if that is so.
+    pub fn unavailable(&self) -> Option<&TokenError> {
+        match &self.chain {
+            Chain::Unavailable(e) => Some(e),
+            _ => None,
         }
     }
 

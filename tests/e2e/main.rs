@@ -2,6 +2,7 @@
 //! stand-in (proxy, forward and invocation-payload mode), against devstack's identity
 //! endpoint, Key Vault, EasyAuth gate + app2, and Azurite.
 mod demo;
+mod doctor;
 mod functions;
 mod helpers;
 mod hostile;

@@ -96,6 +96,7 @@ fn the_repository_package_holds_only_run_time_files() {
         "app2",
         "downstream",
         "whoami",
+        "doctor",
         "flow",
     ] {
         assert!(
