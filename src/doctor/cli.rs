@@ -106,14 +106,6 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match Settings::load() {
-        Ok(s) => s,
-        Err(e) => {
-            // The settings themselves are the first failure, and the only one we can know.
-            eprintln!("handler doctor: the settings cannot be used: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -124,7 +116,12 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let report = runtime.block_on(report(&settings, &options));
+    let report = match Settings::load() {
+        Ok(settings) => runtime.block_on(report(&settings, &options)),
+        // Settings that stop the server (a bad or conflicting selector, say)
+        // are the first failure, and the only one that can be known.
+        Err(e) => Ok(Report::unusable_settings(&e.to_string())),
+    };
     let report = match report {
         Ok(report) => report,
         Err(e) => {
@@ -196,6 +193,31 @@ mod tests {
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn settings_that_stop_the_server_are_the_failed_settings_check() {
+        let env = [
+            ("AZURE_CLIENT_ID", "5e29463d-71da-4fe0-8e69-999b57db23b0"),
+            (
+                "MANAGED_IDENTITY_OBJECT_ID",
+                "5e29463d-71da-4fe0-8e69-999b57db23b0",
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let error = Settings::from_sources(None, env.into()).unwrap_err();
+        let report = Report::unusable_settings(&error.to_string());
+        assert_eq!(report.exit_code(), 1);
+        let check = &report.checks[0];
+        assert_eq!(
+            (check.name.as_str(), check.status),
+            ("settings", super::super::Status::Failed)
+        );
+        let text = super::super::human(&report, false);
+        assert!(
+            text.contains("AZURE_CLIENT_ID and MANAGED_IDENTITY_OBJECT_ID"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -84,6 +84,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report when the settings themselves cannot be used (the server
+    /// would not start): that is its one check.
+    pub fn unusable_settings(error: &str) -> Self {
+        let problem = Problem::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            crate::problem::ProblemType::IdentityNotConfigured,
+            error.to_owned(),
+        )
+        .hint("Correct the setting named above: the server refuses to start with it. A user-assigned identity is selected by at most one of AZURE_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID and MANAGED_IDENTITY_RESOURCE_ID.");
+        Self {
+            ok: false,
+            version: env!("CARGO_PKG_VERSION"),
+            identity: IdentityDescription::new(CredentialSource::Unconfigured, None),
+            checks: vec![Check::failed_with(Group::Environment, "settings", problem)],
+        }
+    }
+
     /// 0 when every check passed (or was skipped), 1 when any failed.
     pub fn exit_code(&self) -> u8 {
         if self.ok { 0 } else { 1 }
