@@ -57,6 +57,13 @@ problem_types! {
     StorageError => "storage-error",
     App2Error => "app2-error",
     GraphError => "graph-error",
+    FederationError => "federation-error",
+    FicNoMatch => "fic-no-match",
+    FicIssuerMismatch => "fic-issuer-mismatch",
+    FicAudienceMismatch => "fic-audience-mismatch",
+    FicSubjectMismatch => "fic-subject-mismatch",
+    FicSubjectCase => "fic-subject-case",
+    PartnerNotProvisioned => "partner-not-provisioned",
     DownstreamError => "downstream-error",
     PathNotAllowed => "path-not-allowed",
     UnknownApi => "unknown-api",
@@ -261,6 +268,14 @@ impl From<&ClientError> for Problem {
         match err {
             ClientError::Identity(e) => Problem::from(e),
             ClientError::Upstream(u) => Problem::from(u.as_ref()),
+            // An exchange refused is the identity step failing, in the other tenant.
+            ClientError::Exchange(e) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                ProblemType::FederationError,
+                e.to_string(),
+            )
+            .stage(e.stage)
+            .upstream(e.status),
             ClientError::NotFound { stage, what } => {
                 let kind = if *stage == Stage::Keyvault {
                     ProblemType::SecretNotFound

@@ -86,6 +86,8 @@ pub struct ApiClient {
     /// The most of an answer that is read (MAX_BODY_BYTES): an API can't
     /// make the handler buffer without bound.
     max_response_bytes: usize,
+    /// For an API in another tenant: where its tokens come from.
+    federated: Option<super::federated::FederatedCredential>,
     http: crate::http_client::SharedClient,
     credential: Arc<IdentityProvider>,
 }
@@ -98,13 +100,30 @@ pub fn app2_whoami() -> ApiPath {
 impl ApiClient {
     pub fn new(
         api: DownstreamApi,
-        max_response_bytes: usize,
+        settings: &crate::configuration::AzureSettings,
         http: crate::http_client::SharedClient,
         credential: Arc<IdentityProvider>,
     ) -> Self {
+        let stage = Stage::api(api.name.as_str());
+        // Settings guarantee a user-assigned identity for a federated API.
+        let federated = api.federation.clone().and_then(|federation| {
+            let identity = api
+                .identity
+                .clone()
+                .or_else(|| credential.default_identity().cloned())?;
+            Some(super::federated::FederatedCredential::new(
+                federation,
+                stage,
+                identity,
+                credential.clone(),
+                settings.login_authority.clone(),
+                http.clone(),
+            ))
+        });
         Self {
-            stage: Stage::api(api.name.as_str()),
-            max_response_bytes,
+            stage,
+            federated,
+            max_response_bytes: settings.max_body_bytes,
             api,
             http,
             credential,
@@ -122,6 +141,19 @@ impl ApiClient {
     /// The identity a call uses: the caller's choice, else the API's own, else the app's.
     pub fn identity_for(&self, chosen: Option<UserAssignedId>) -> Option<UserAssignedId> {
         chosen.or_else(|| self.api.identity.clone())
+    }
+
+    /// For an API in another tenant, the exchanged token's and the assertion's claims.
+    pub async fn federated_claims(
+        &self,
+    ) -> Option<Result<(Map<String, Value>, Map<String, Value>), ClientError>> {
+        let federated = self.federated.as_ref()?;
+        Some(
+            federated
+                .token(&self.api.scope)
+                .await
+                .map(|(e, _)| (e.claims, e.assertion)),
+        )
     }
 
     /// The claims of the token this API's calls carry (decoded once per
@@ -201,18 +233,27 @@ impl ApiClient {
         body: Option<(Bytes, Option<String>)>,
         identity: Option<UserAssignedId>,
     ) -> Result<ApiResponse, ClientError> {
-        let provided = self
-            .credential
-            .token(self.api.resource.as_str(), identity.as_ref())
-            .await?;
-        let token = provided.token;
-        let claims = provided.facts.claims.clone().unwrap_or_default();
+        let (token, claims, cached, used) = match &self.federated {
+            Some(federated) => {
+                let (exchanged, cached) = federated.token(&self.api.scope).await?;
+                let used = self.credential.describe(Some(federated.identity()));
+                (exchanged.token, exchanged.claims, cached, used)
+            }
+            None => {
+                let provided = self
+                    .credential
+                    .token(self.api.resource.as_str(), identity.as_ref())
+                    .await?;
+                let claims = provided.facts.claims.clone().unwrap_or_default();
+                (provided.token, claims, provided.cached, provided.identity)
+            }
+        };
         let call = ClientCall::start(self.stage.as_str(), method.as_str(), &url);
         record_token(
             call.span(),
             self.api.resource.as_str(),
-            provided.cached,
-            &provided.identity.to_string(),
+            cached,
+            &used.to_string(),
             &serde_json::to_string(&authorization_claims(&claims)).unwrap_or_default(),
         );
         let sent = match self.http.client() {

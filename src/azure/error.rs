@@ -65,6 +65,9 @@ pub enum ClientError {
     /// The upstream refused, failed or could not be reached.
     #[error("{0}")]
     Upstream(Box<UpstreamError>),
+    /// Another tenant refused to exchange the managed identity's token.
+    #[error("{0}")]
+    Exchange(Box<super::federated::ExchangeError>),
     /// The secret, container or blob does not exist.
     #[error("{what} does not exist")]
     NotFound { stage: Stage, what: String },
@@ -111,6 +114,7 @@ impl ClientError {
         match self {
             Self::Identity(_) => Stage::Identity,
             Self::Upstream(u) => u.stage,
+            Self::Exchange(e) => e.stage,
             Self::NotFound { stage, .. } | Self::NotConfigured { stage, .. } => *stage,
             Self::BlobExists { .. } => Stage::Storage,
             Self::BlobTooLarge { .. } | Self::UploadTooLarge { .. } | Self::RequestBody { .. } => {
@@ -224,7 +228,7 @@ impl UpstreamError {
     }
 }
 
-fn find_identity_error(err: &azure_core::Error) -> Option<&TokenError> {
+pub(crate) fn find_identity_error(err: &azure_core::Error) -> Option<&TokenError> {
     if let Some(e) = err.downcast_ref::<TokenError>() {
         return Some(e);
     }

@@ -6,6 +6,7 @@ pub mod blobs;
 mod claims_recorder;
 pub mod downstream;
 pub mod error;
+pub mod federated;
 pub mod graph;
 pub mod keyvault;
 mod trace_policy;
@@ -49,7 +50,7 @@ impl AzureClients {
             .map(|api| {
                 let client = downstream::ApiClient::new(
                     api.clone(),
-                    settings.max_body_bytes,
+                    settings,
                     http.clone(),
                     identity.clone(),
                 );

@@ -42,6 +42,9 @@ pub struct AzureSettings {
     /// The setting to name when app2 is not configured: APP2_BASE_URL, or
     /// APP2_RESOURCE when only the base URL is set.
     pub app2_missing: &'static str,
+    /// `LOGIN_AUTHORITY`: where another tenant's tokens are exchanged
+    /// (`{authority}/{tenant}/oauth2/v2.0/token`); https only.
+    pub login_authority: String,
     pub flow_secret_name: SecretName,
     /// Extra CA certificates (PEM) to trust, e.g. devstack's local CA.
     pub extra_ca_cert: Option<PathBuf>,
@@ -66,6 +69,7 @@ pub(super) struct RawAzure {
     app2_base_url: Option<String>,
     app2_resource: Option<String>,
     downstream_apis: Option<HashMap<String, RawDownstreamApi>>,
+    login_authority: Option<String>,
     flow_secret_name: Option<String>,
     extra_ca_cert: Option<String>,
     upstream_max_retries: Option<String>,
@@ -109,7 +113,25 @@ impl RawAzure {
             }
         }
 
+        let login_authority = self
+            .login_authority
+            .unwrap_or_else(|| DEFAULT_LOGIN_AUTHORITY.to_owned())
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if url::Url::parse(&login_authority)
+            .map(|u| u.scheme() != "https")
+            .unwrap_or(true)
+        {
+            return Err(SettingsError::Invalid {
+                name: "LOGIN_AUTHORITY",
+                reason: format!(
+                    "{login_authority:?} must be an https URL (token exchanges carry credentials)"
+                ),
+            });
+        }
         Ok(AzureSettings {
+            login_authority,
             blob_containers,
             token_allowed_resources,
             verify_challenge_resource: !flag(
@@ -162,6 +184,9 @@ impl AzureSettings {
         self.downstream.get("app2")
     }
 }
+
+/// Entra's public-cloud authority.
+pub const DEFAULT_LOGIN_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 /// The containers `blobs` may reach when `BLOB_CONTAINERS` is not set.
 pub const DEFAULT_BLOB_CONTAINERS: &str = "app1-data";

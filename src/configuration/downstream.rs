@@ -29,7 +29,13 @@ const FIELDS: &[&str] = &[
     "client_id",
     "object_id",
     "resource_id",
+    "tenant_id",
+    "federated_client_id",
+    "token_exchange_audience",
 ];
+
+/// The audience of the managed-identity token presented as a client assertion.
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// Methods an allow-list may name.
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
@@ -50,6 +56,21 @@ pub struct DownstreamApi {
     pub methods: Vec<String>,
     /// This API's own user-assigned identity, if it has one.
     pub identity: Option<UserAssignedId>,
+    /// When set, the API is in another tenant: its token comes from that
+    /// tenant, exchanged for the managed identity's (a federated credential).
+    pub federation: Option<Federation>,
+}
+
+/// Where an API in another tenant takes its token from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Federation {
+    /// `DOWNSTREAM_APIS__<NAME>__TENANT_ID`: the other tenant.
+    pub tenant_id: String,
+    /// `__FEDERATED_CLIENT_ID`: the multitenant app registration whose
+    /// federated identity credential trusts the managed identity.
+    pub client_id: String,
+    /// `__TOKEN_EXCHANGE_AUDIENCE`: the assertion's audience.
+    pub audience: String,
 }
 
 impl DownstreamApi {
@@ -158,6 +179,9 @@ pub(super) struct RawDownstreamApi {
     client_id: Option<String>,
     object_id: Option<String>,
     resource_id: Option<String>,
+    tenant_id: Option<String>,
+    federated_client_id: Option<String>,
+    token_exchange_audience: Option<String>,
 }
 
 /// The environment's `DOWNSTREAM_APIS__<NAME>__<FIELD>` settings as
@@ -248,6 +272,11 @@ fn overlay(base: RawDownstreamApi, over: RawDownstreamApi) -> RawDownstreamApi {
         client_id: over.client_id.or(base.client_id),
         object_id: over.object_id.or(base.object_id),
         resource_id: over.resource_id.or(base.resource_id),
+        tenant_id: over.tenant_id.or(base.tenant_id),
+        federated_client_id: over.federated_client_id.or(base.federated_client_id),
+        token_exchange_audience: over
+            .token_exchange_audience
+            .or(base.token_exchange_audience),
     }
 }
 
@@ -357,7 +386,39 @@ impl RawDownstreamApi {
                 });
             }
         };
+        let guid = |field: &str, v: String| {
+            let v = v.trim().to_owned();
+            if crate::identity::is_guid(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(field, format!("{v:?} is not a GUID")))
+            }
+        };
+        let federation = match (self.tenant_id, self.federated_client_id) {
+            (None, None) => None,
+            (Some(tenant), Some(client)) => Some(Federation {
+                tenant_id: guid("tenant_id", tenant)?,
+                client_id: guid("federated_client_id", client)?,
+                audience: self
+                    .token_exchange_audience
+                    .unwrap_or_else(|| TOKEN_EXCHANGE_AUDIENCE.to_owned()),
+            }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "federated_client_id",
+                    "is not set, but TENANT_ID is: a token from another tenant needs the app registration that trusts this identity".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tenant_id",
+                    "is not set, but FEDERATED_CLIENT_ID is: name the tenant the token comes from"
+                        .into(),
+                ));
+            }
+        };
         Ok(DownstreamApi {
+            federation,
             base_url: base_url.trim().trim_end_matches('/').to_owned(),
             scope,
             resource,

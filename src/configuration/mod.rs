@@ -22,7 +22,10 @@ mod downstream;
 mod identity;
 
 pub use azure::{AzureSettings, DEFAULT_BLOB_CONTAINERS, DEFAULT_MAX_UPLOAD_BYTES};
-pub use downstream::{DownstreamApi, DownstreamApis, GRAPH_BASE_URL, GRAPH_RESOURCE, PathPattern};
+pub use downstream::{
+    DownstreamApi, DownstreamApis, Federation, GRAPH_BASE_URL, GRAPH_RESOURCE, PathPattern,
+    TOKEN_EXCHANGE_AUDIENCE,
+};
 
 use crate::identity::IdentityConfig;
 use crate::names::InvalidName;
@@ -157,12 +160,29 @@ impl Settings {
 
 impl Raw {
     fn validate(self) -> Result<Settings, SettingsError> {
-        Ok(Settings {
+        let settings = Settings {
             server: self.server.validate()?,
             telemetry: self.telemetry.validate()?,
             identity: self.identity.validate()?,
             azure: self.azure.validate()?,
-        })
+        };
+        // Entra accepts only a user-assigned identity as a federated credential.
+        for api in settings.azure.downstream.iter() {
+            if api.federation.is_some()
+                && api.identity.is_none()
+                && settings.identity.user_assigned.is_none()
+            {
+                return Err(SettingsError::InvalidApi {
+                    setting: api.setting("tenant_id"),
+                    reason: format!(
+                        "API {} takes its token from another tenant, which needs a user-assigned identity as the federated credential (Entra does not support a system-assigned one): set {} (or AZURE_CLIENT_ID)",
+                        api.name,
+                        api.setting("client_id")
+                    ),
+                });
+            }
+        }
+        Ok(settings)
     }
 }
 
@@ -580,6 +600,64 @@ mod tests {
                 ("DOWNSTREAM_APIS__X__SCOPES", "api://x/.default"),
             ])
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_federated_api_needs_guids_https_and_a_user_assigned_identity() {
+        let tenant = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
+        let base = [
+            ("DOWNSTREAM_APIS__P__BASE_URL", "https://p.example"),
+            ("DOWNSTREAM_APIS__P__SCOPES", "api://p/.default"),
+            ("DOWNSTREAM_APIS__P__TENANT_ID", tenant),
+            ("DOWNSTREAM_APIS__P__FEDERATED_CLIENT_ID", GUID),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs)
+        };
+        let system = with(&[]).unwrap_err().to_string();
+        assert!(
+            system.contains("system-assigned") && system.contains("DOWNSTREAM_APIS__P__CLIENT_ID"),
+            "{system}"
+        );
+        let ok = with(&[("DOWNSTREAM_APIS__P__CLIENT_ID", GUID)])
+            .unwrap()
+            .azure;
+        let federation = ok.downstream.get("p").unwrap().federation.clone().unwrap();
+        assert_eq!(federation.tenant_id, tenant);
+        assert_eq!(federation.audience, TOKEN_EXCHANGE_AUDIENCE);
+        assert_eq!(ok.login_authority, "https://login.microsoftonline.com");
+        // The app's own user-assigned identity serves too.
+        assert!(with(&[("AZURE_CLIENT_ID", GUID)]).is_ok());
+        let bad = with(&[
+            ("AZURE_CLIENT_ID", GUID),
+            ("DOWNSTREAM_APIS__P__TENANT_ID", "contoso"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("DOWNSTREAM_APIS__P__TENANT_ID") && bad.contains("GUID"),
+            "{bad}"
+        );
+        let http = with(&[
+            ("AZURE_CLIENT_ID", GUID),
+            ("LOGIN_AUTHORITY", "http://127.0.0.1:1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(http.contains("LOGIN_AUTHORITY"), "{http}");
+        let half = load(&[
+            ("DOWNSTREAM_APIS__P__BASE_URL", "https://p.example"),
+            ("DOWNSTREAM_APIS__P__SCOPES", "api://p/.default"),
+            ("DOWNSTREAM_APIS__P__TENANT_ID", tenant),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            half.contains("DOWNSTREAM_APIS__P__FEDERATED_CLIENT_ID"),
+            "{half}"
         );
     }
 

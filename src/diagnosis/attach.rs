@@ -98,6 +98,9 @@ pub async fn diagnose(
     identity: Option<&UserAssignedId>,
 ) -> Option<(ProblemType, Diagnosis)> {
     let upstream = match err {
+        ClientError::Exchange(e) => {
+            return super::federation::explain(e, state.identity.describe(identity));
+        }
         ClientError::Upstream(u) => u.as_ref().clone(),
         ClientError::Identity(TokenError::Managed(e)) => {
             let (status, code, message) = match e.endpoint_answer() {

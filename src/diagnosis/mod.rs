@@ -8,6 +8,7 @@
 //! run; the edge (`functions::invoke`) adds the result to the problem.
 
 mod attach;
+mod federation;
 mod refusal;
 mod roles;
 mod rules;

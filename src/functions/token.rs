@@ -162,7 +162,24 @@ async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
             identity: identity.clone(),
         });
     }
-    let identity = match state.azure.apis.get(target) {
+    let client = state.azure.apis.get(target);
+    if let Some(exchanged) = match client {
+        Some(client) => client.federated_claims().await,
+        None => None,
+    } {
+        // Both tokens' deciding claims: the assertion must match the FIC,
+        // the exchanged token is what the other tenant granted.
+        let (claims, assertion) = exchanged?;
+        return Ok(Reply::ok_json(&json!({
+            "check": target,
+            "ok": true,
+            "target": target_url,
+            "assertion": pick(&assertion, &["iss", "sub", "aud", "oid", "xms_mirid"]),
+            "principal": pick(&claims, PRINCIPAL_CLAIMS),
+            "token": pick(&claims, TOKEN_CLAIMS),
+        })));
+    }
+    let identity = match client {
         Some(client) => client.identity_for(identity),
         None => identity,
     };

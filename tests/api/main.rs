@@ -2,6 +2,7 @@
 mod app_files;
 mod binary;
 mod downstream;
+mod federation;
 mod functions;
 mod helpers;
 mod trace_ids;
