@@ -10,23 +10,6 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const PARTNER: &str = "api://partner-api";
 
-/// The identity endpoint answers for any resource it is asked for.
-async fn tokens_for_any_resource(app: &TestApp) {
-    Mock::given(method("GET"))
-        .and(path("/msi/token"))
-        .respond_with(|req: &Request| {
-            let resource = req
-                .url
-                .query_pairs()
-                .find(|(k, _)| k == "resource")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            ResponseTemplate::new(200).set_body_json(token_body(&resource, 3600))
-        })
-        .mount(&app.identity)
-        .await;
-}
-
 async fn partner_app(api: &MockServer, extra: &[(&str, &str)]) -> TestApp {
     let base = format!("{}/v1", api.uri());
     let mut env = vec![
@@ -42,7 +25,7 @@ async fn partner_app(api: &MockServer, extra: &[(&str, &str)]) -> TestApp {
     ];
     env.extend_from_slice(extra);
     let app = spawn_app_with(&env).await;
-    tokens_for_any_resource(&app).await;
+    tokens_for_any_resource(&app.identity).await;
     app
 }
 
@@ -300,7 +283,7 @@ async fn graph(assignments_status: u16) -> MockServer {
 async fn graph_app(graph: &MockServer) -> TestApp {
     let base = format!("{}/v1.0", graph.uri());
     let app = spawn_app_with(&[("DOWNSTREAM_APIS__GRAPH__BASE_URL", &base)]).await;
-    tokens_for_any_resource(&app).await;
+    tokens_for_any_resource(&app.identity).await;
     app
 }
 

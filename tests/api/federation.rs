@@ -111,19 +111,7 @@ async fn partner_app(refuse: Option<u32>) -> (TestApp, MockServer, Arc<Mutex<Log
         ("DOWNSTREAM_APIS__PARTNER__FEDERATED_CLIENT_ID", FED_APP),
     ])
     .await;
-    Mock::given(method("GET"))
-        .and(path("/msi/token"))
-        .respond_with(|req: &Request| {
-            let resource = req
-                .url
-                .query_pairs()
-                .find(|(k, _)| k == "resource")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            ResponseTemplate::new(200).set_body_json(token_body(&resource, 3600))
-        })
-        .mount(&app.identity)
-        .await;
+    tokens_for_any_resource(&app.identity).await;
     (app, api, state)
 }
 

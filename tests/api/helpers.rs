@@ -102,3 +102,21 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         handle,
     }
 }
+
+/// The identity endpoint answers for any resource it is asked for.
+pub async fn tokens_for_any_resource(identity: &MockServer) {
+    use wiremock::matchers::{method, path};
+    wiremock::Mock::given(method("GET"))
+        .and(path("/msi/token"))
+        .respond_with(|req: &wiremock::Request| {
+            let resource = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "resource")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            wiremock::ResponseTemplate::new(200).set_body_json(token_body(&resource, 3600))
+        })
+        .mount(identity)
+        .await;
+}
