@@ -64,6 +64,7 @@ problem_types! {
     FicSubjectMismatch => "fic-subject-mismatch",
     FicSubjectCase => "fic-subject-case",
     PartnerNotProvisioned => "partner-not-provisioned",
+    PartnerMissingAppRole => "partner-missing-app-role",
     DownstreamError => "downstream-error",
     PathNotAllowed => "path-not-allowed",
     UnknownApi => "unknown-api",

@@ -130,6 +130,11 @@ impl ApiClient {
         }
     }
 
+    /// Whether its tokens come from another tenant's token exchange.
+    pub fn is_federated(&self) -> bool {
+        self.federated.is_some()
+    }
+
     pub fn api(&self) -> &DownstreamApi {
         &self.api
     }

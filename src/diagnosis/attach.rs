@@ -71,6 +71,10 @@ async fn directory_facts(upstream: &UpstreamError, state: &AppState) -> Option<D
     if upstream.status != Some(403) || upstream.required_role.is_none() {
         return None;
     }
+    // This tenant's directory cannot see another tenant's assignments.
+    if state.azure.apis.get(name).is_some_and(|c| c.is_federated()) {
+        return None;
+    }
     let claims = upstream.claims.as_ref()?;
     let oid = claims.get("oid")?.as_str()?;
     let resource = state.azure.apis.get(name).map(|c| c.resource().to_owned());
@@ -126,6 +130,10 @@ pub async fn diagnose(
     }
     let per_request = identity.is_some();
     let effective = identity.or(state.identity.default_identity());
+    let api = match upstream.stage {
+        Stage::Api(name) => state.azure.apis.get(name),
+        _ => state.azure.apis.get("app2"),
+    };
     let facts = Facts {
         identity: state.identity.describe(identity),
         selector_setting: selector_setting(effective, per_request),
@@ -136,11 +144,8 @@ pub async fn diagnose(
                 .storage_account_url
                 .as_deref()
                 .and_then(first_label),
-            api_resource: match upstream.stage {
-                Stage::Api(name) => state.azure.apis.get(name),
-                _ => state.azure.apis.get("app2"),
-            }
-            .map(|c| c.resource().to_owned()),
+            api_resource: api.map(|c| c.resource().to_owned()),
+            federation: api.and_then(|c| c.api().federation.clone()),
         },
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
         directory: directory_facts(&upstream, state).await,

@@ -52,6 +52,8 @@ pub struct Target {
     pub storage_account: Option<String>,
     /// The resource of the named API that refused (app2's APP2_RESOURCE, …).
     pub api_resource: Option<String>,
+    /// For an API in another tenant: that tenant and the app that trusts the identity.
+    pub federation: Option<crate::configuration::Federation>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

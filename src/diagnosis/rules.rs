@@ -106,6 +106,36 @@ pub fn api_app_id(resource: Option<&str>, claims: &Map<String, Value>) -> Option
         .or_else(|| claims.get("aud").and_then(Value::as_str).and_then(guid))
 }
 
+/// A 403 from an API in another tenant for a role its token lacks: the
+/// assignment must be made there, to the app's service principal in that
+/// tenant (the token's `oid`), and only that tenant's directory can show it.
+fn partner_missing_role(f: &Facts, api: &str, oid: &str) -> (ProblemType, String, String) {
+    let role = f.upstream.required_role.clone().unwrap_or_default();
+    let federation = f.target.federation.as_ref().expect("checked by the caller");
+    let (tenant, client) = (&federation.tenant_id, &federation.client_id);
+    let resource = f
+        .target
+        .api_resource
+        .clone()
+        .unwrap_or_else(|| "<the API's Application ID URI>".into());
+    let roles = f
+        .upstream
+        .claims
+        .as_ref()
+        .and_then(|c| c.get("roles"))
+        .map(Value::to_string)
+        .unwrap_or_else(|| "absent".into());
+    (
+        ProblemType::PartnerMissingAppRole,
+        format!(
+            "Tenant {tenant} issued app {client} a token (its service principal there is {oid}) without {api}'s app role {role}: the token's roles claim is {roles}. The token exchange worked; the assignment in tenant {tenant} is what is missing. This tenant's directory cannot see tenant {tenant}'s assignments, so the diagnosis cannot tell a missing assignment from one made after the token was issued."
+        ),
+        format!(
+            r#"An admin of tenant {tenant} assigns {role} of {api} ({resource}) to service principal {oid} (app {client}): az login --tenant {tenant}; api=$(az ad sp show --id {resource} --query id -o tsv); role=$(az ad sp show --id {resource} --query "appRoles[?value=='{role}'].id" -o tsv); az rest --method POST --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments --body '{{"principalId":"{oid}","resourceId":"'$api'","appRoleId":"'$role'"}}'. Check what it holds there: az rest --uri https://graph.microsoft.com/v1.0/servicePrincipals/{oid}/appRoleAssignments (signed in to tenant {tenant}). The handler keeps the exchanged token until half its life: restart the app to use a new assignment at once."#
+        ),
+    )
+}
+
 /// How far `at` (unix seconds) is from the moment the facts were gathered.
 fn relative(at: i64, now: i64) -> String {
     match at - now {
@@ -286,6 +316,9 @@ pub fn explain(f: &Facts) -> Option<(ProblemType, Diagnosis)> {
             "Request the scope https://storage.azure.com/.default (the SDK does), over HTTPS, from an identity of the account's tenant.".into(),
         ),
         (Stage::Api(_), Some(401)) => app2_unauthorized(f, &challenge),
+        (Stage::Api(api), Some(403)) if f.upstream.required_role.is_some() && f.target.federation.is_some() => {
+            partner_missing_role(f, api, &oid)
+        }
         (Stage::Api(api), Some(403)) if f.upstream.required_role.is_some() => {
             let role = f.upstream.required_role.clone().unwrap_or_default();
             let app2_client = f

@@ -173,7 +173,12 @@ pub async fn run(state: &AppState, options: &Options) -> Report {
             Group::Identity,
             name.clone(),
             options.deadline,
-            token_check(state, name, &w.resource, w.identity.clone()),
+            async move {
+                match &w.federated {
+                    Some(client) => exchange_check(state, name, client).await,
+                    None => token_check(state, name, &w.resource, w.identity.clone()).await,
+                }
+            },
         )
     }))
     .await;
@@ -230,6 +235,8 @@ struct Wanted {
     name: String,
     resource: Resource,
     identity: Option<UserAssignedId>,
+    /// An API in another tenant: its token is the exchange's, not the endpoint's.
+    federated: Option<std::sync::Arc<crate::azure::downstream::ApiClient>>,
     /// Whether an upstream is called with it (not for a `--resource`).
     target: bool,
 }
@@ -242,6 +249,7 @@ fn wanted(state: &AppState, options: &Options) -> Vec<Wanted> {
         name: name.into(),
         resource: resource(r),
         identity: identity.clone(),
+        federated: None,
         target: true,
     };
     let mut wanted = vec![];
@@ -256,6 +264,7 @@ fn wanted(state: &AppState, options: &Options) -> Vec<Wanted> {
             name: name.clone(),
             resource: client.api().resource.clone(),
             identity: client.identity_for(identity.clone()),
+            federated: client.is_federated().then(|| client.clone()),
             target: true,
         });
     }
@@ -265,6 +274,7 @@ fn wanted(state: &AppState, options: &Options) -> Vec<Wanted> {
                 name: extra.to_string(),
                 resource: extra.clone(),
                 identity: identity.clone(),
+                federated: None,
                 target: false,
             });
         }
@@ -440,6 +450,44 @@ async fn token_check(
             let problem = crate::diagnosis::problem_for(&error, state, identity.as_ref()).await;
             Check::failed_with(Group::Identity, name, problem)
         }
+    }
+}
+
+/// An API in another tenant: the exchanged token's deciding claims, and the
+/// assertion's `iss`/`sub`/`aud` (what the FIC must match). Never either token.
+async fn exchange_check(
+    state: &AppState,
+    name: String,
+    client: &crate::azure::downstream::ApiClient,
+) -> Check {
+    match client.federated_claims().await {
+        Some(Ok((claims, assertion))) => {
+            let mut shown = pick(&claims, SHOWN_CLAIMS);
+            let presented = pick(&assertion, &["iss", "sub", "aud"]);
+            let said = |c: &str| presented.get(c).and_then(Value::as_str).unwrap_or("?");
+            let found = format!(
+                "{} · exchanged for the assertion iss {}, sub {}, aud {}",
+                describe_claims(&shown),
+                said("iss"),
+                said("sub"),
+                said("aud")
+            );
+            shown.insert("assertion".into(), Value::Object(presented));
+            let mut check = Check::new(Group::Identity, name, Status::Passed, found);
+            check.claims = Some(shown);
+            check
+        }
+        Some(Err(error)) => {
+            let identity = client.identity_for(None);
+            let problem = crate::diagnosis::problem_for(&error, state, identity.as_ref()).await;
+            Check::failed_with(Group::Identity, name, problem)
+        }
+        None => Check::new(
+            Group::Identity,
+            name,
+            Status::Skipped,
+            "not an API in another tenant".into(),
+        ),
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! 1. `keyvault`: a Key Vault token, then the configured secret (metadata only);
 //! 2. `app2`: app2's `/api/whoami` with a token whose audience is app2;
+//!    then, when a named API `partner` is configured, `partner`: its
+//!    `/api/whoami` with a token from its own tenant (the token exchange);
 //! 3. `audit-write`: a JSON audit record (no secret value) to the audit container;
 //! 4. `audit-read`: the record read back and compared.
 //!
@@ -12,9 +14,9 @@
 use super::{Failure, Outcome};
 use crate::azure::Stage;
 use crate::azure::blobs::Write;
-use crate::azure::downstream::app2_whoami as whoami;
+use crate::azure::downstream::{ApiClient, app2_whoami as whoami};
 use crate::identity::IdentityDescription;
-use crate::identity::claims::{authorization_claims, decode_claims};
+use crate::identity::claims::{authorization_claims, decode_claims, pick};
 use crate::invocation::{Invocation, Reply};
 use crate::names::{BlobName, ContainerName, SecretName};
 use crate::problem::{Problem, ProblemType};
@@ -43,6 +45,7 @@ struct Step {
 enum StepDetail {
     Keyvault(KeyvaultStep),
     App2(App2Step),
+    Partner(PartnerStep),
     AuditWrite(AuditWrite),
     AuditRead(AuditRead),
     Failed(Problem),
@@ -69,6 +72,18 @@ struct App2Step {
     token_claims: Map<String, Value>,
     app2_status: u16,
     app2_view: Value,
+}
+
+/// The partner API in another tenant: both tokens' deciding claims.
+#[derive(Clone, Serialize)]
+struct PartnerStep {
+    audience: String,
+    /// The exchanged token's (`tid` is the partner tenant's).
+    token_claims: Map<String, Value>,
+    /// The managed identity's token presented as the client assertion.
+    assertion_claims: Map<String, Value>,
+    partner_status: u16,
+    partner_view: Value,
 }
 
 #[derive(Clone, Serialize)]
@@ -185,6 +200,11 @@ async fn steps(inv: &Invocation, report: &mut Report<'_>) -> Result<(), Problem>
     let app2 = report
         .step("app2", app2_step(state), StepDetail::App2)
         .await?;
+    if let Some(partner) = state.azure.apis.get("partner") {
+        report
+            .step("partner", partner_step(partner), StepDetail::Partner)
+            .await?;
+    }
 
     let record = AuditRecord {
         id: uuid_like(),
@@ -288,6 +308,24 @@ async fn app2_step(state: &AppState) -> Result<App2Step, Failure> {
         token_claims: authorization_claims(&response.claims),
         app2_status: response.status,
         app2_view: view,
+    })
+}
+
+async fn partner_step(client: &ApiClient) -> Result<PartnerStep, Failure> {
+    let response = client.get(&whoami(), "").await?;
+    if response.status != 200 {
+        return Err(response.refusal().into());
+    }
+    let assertion = match client.federated_claims().await {
+        Some(Ok((_, assertion))) => pick(&assertion, &["iss", "sub", "aud", "oid", "tid"]),
+        _ => Map::new(),
+    };
+    Ok(PartnerStep {
+        audience: client.resource().to_owned(),
+        token_claims: authorization_claims(&response.claims),
+        assertion_claims: assertion,
+        partner_status: response.status,
+        partner_view: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
     })
 }
 

@@ -97,12 +97,37 @@ async fn the_default_world_passes_every_check() {
         "token keyvault",
         "token app2",
         "token graph",
+        "token partner",
         "keyvault",
         "app2",
         "graph",
+        "partner",
     ] {
         assert!(names.contains(&name), "{name} is checked: {names:?}");
     }
+    // The partner API's token is the other tenant's, exchanged for the
+    // identity's assertion: both sides' deciding claims, never a token.
+    let partner = report
+        .checks
+        .iter()
+        .find(|c| c.name == "token partner")
+        .unwrap();
+    let claims = partner.claims.as_ref().unwrap();
+    assert_eq!(claims["roles"][0], "Partner.Access");
+    let home = report
+        .checks
+        .iter()
+        .find(|c| c.name == "token app2")
+        .unwrap();
+    assert_ne!(claims["tid"], home.claims.as_ref().unwrap()["tid"]);
+    assert_eq!(claims["assertion"]["aud"], "api://AzureADTokenExchange");
+    assert!(
+        partner
+            .found
+            .contains("assertion iss https://login.microsoftonline.com/"),
+        "{}",
+        partner.found
+    );
     let app2 = report
         .checks
         .iter()
@@ -263,7 +288,13 @@ async fn user_assigned_missing_fails_every_token_and_skips_the_targets() {
 async fn identity_unavailable_fails_every_token() {
     expect(
         Some(Scenario::IdentityUnavailable),
-        &["token keyvault", "token app2", "token graph"],
+        // The partner's exchange starts with the identity's own token.
+        &[
+            "token keyvault",
+            "token app2",
+            "token graph",
+            "token partner",
+        ],
         "identity-endpoint-unavailable",
     )
     .await;
@@ -284,9 +315,58 @@ async fn every_scenario_has_its_doctor_test() {
         Scenario::App2RoleMissingOnApi,
         Scenario::GraphNoPermission,
         Scenario::GraphThrottled,
+        Scenario::FicWrongSubject,
+        Scenario::FicSubjectCase,
+        Scenario::FicWrongIssuer,
+        Scenario::FicWrongAudience,
+        Scenario::FicSystemAssigned,
+        Scenario::PartnerNotProvisioned,
+        Scenario::PartnerMissingRole,
     ];
     assert_eq!(tested.len(), Scenario::ALL.len());
     assert!(Scenario::ALL.iter().all(|s| tested.contains(s)));
+}
+
+#[tokio::test]
+async fn fic_scenarios_fail_the_partner_token_check() {
+    for (scenario, anchor) in [
+        (Scenario::FicWrongSubject, "fic-subject-mismatch"),
+        (Scenario::FicSubjectCase, "fic-subject-case"),
+        (Scenario::FicWrongIssuer, "fic-issuer-mismatch"),
+        (Scenario::FicWrongAudience, "fic-audience-mismatch"),
+        (Scenario::PartnerNotProvisioned, "partner-not-provisioned"),
+    ] {
+        let report = expect(Some(scenario), &["token partner"], anchor).await;
+        let partner = report.checks.iter().find(|c| c.name == "partner").unwrap();
+        assert_eq!(partner.status, Status::Skipped, "no call without a token");
+    }
+}
+
+#[tokio::test]
+async fn partner_missing_role_fails_the_partner_check() {
+    expect(
+        Some(Scenario::PartnerMissingRole),
+        &["partner"],
+        "partner-missing-app-role",
+    )
+    .await;
+}
+
+/// A FIC on the system-assigned identity: the settings are refused (the
+/// server would not start), and the report's one check says why.
+#[tokio::test]
+async fn fic_system_assigned_fails_the_settings_check() {
+    let stack = stack(Some(Scenario::FicSystemAssigned)).await;
+    let env: HashMap<String, String> = stack.handler_env().into_iter().collect();
+    let error = Settings::from_sources(None, env).unwrap_err().to_string();
+    assert!(
+        error.contains("DOWNSTREAM_APIS__PARTNER__CLIENT_ID") && error.contains("system-assigned"),
+        "{error}"
+    );
+    let report = Report::unusable_settings(&error);
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.checks[0].name, "settings");
+    stack.stop().await;
 }
 
 /// The binary itself, as a console runs it: devstack's env, nothing else.

@@ -409,3 +409,158 @@ async fn check_targets_in_the_default_world() {
         400
     );
 }
+
+/// The flow reaches Key Vault and app2, then the partner tenant refuses the
+/// token exchange with `code`: the diagnosis names both sides' values.
+async fn partner_refused(scenario: Scenario, upstream: u16, anchor: &str, code: &str) -> Seen {
+    let seen = run(scenario, "/api/flow").await;
+    assert_problem(&seen, 502, "partner", upstream, anchor);
+    assert_eq!(
+        seen.body["diagnosis"]["upstream"]["code"], code,
+        "{}",
+        seen.body
+    );
+    assert_eq!(seen.body["steps"][1]["ok"], true, "app2 still worked");
+    assert_eq!(seen.body["steps"][2]["name"], "partner");
+    assert!(
+        seen.fix()
+            .contains(seen.id("DOWNSTREAM_APIS__PARTNER__FEDERATED_CLIENT_ID")),
+        "{}",
+        seen.fix()
+    );
+    seen
+}
+
+#[tokio::test]
+async fn fic_wrong_subject() {
+    let seen = partner_refused(
+        Scenario::FicWrongSubject,
+        401,
+        "fic-subject-mismatch",
+        "AADSTS700213",
+    )
+    .await;
+    assert!(
+        seen.fix()
+            .contains(&format!("object id {}", seen.id("DEVSTACK_UA_OBJECT_ID"))),
+        "{}",
+        seen.fix()
+    );
+}
+
+#[tokio::test]
+async fn fic_subject_case() {
+    let seen = partner_refused(
+        Scenario::FicSubjectCase,
+        401,
+        "fic-subject-case",
+        "AADSTS7002138",
+    )
+    .await;
+    assert!(
+        seen.fix().contains(seen.id("DEVSTACK_UA_OBJECT_ID")),
+        "{}",
+        seen.fix()
+    );
+}
+
+#[tokio::test]
+async fn fic_wrong_issuer() {
+    let seen = partner_refused(
+        Scenario::FicWrongIssuer,
+        401,
+        "fic-issuer-mismatch",
+        "AADSTS700211",
+    )
+    .await;
+    let issuer = format!(
+        "https://login.microsoftonline.com/{}/v2.0",
+        seen.id("DEVSTACK_TENANT_ID")
+    );
+    assert!(seen.fix().contains(&issuer), "{}", seen.fix());
+}
+
+#[tokio::test]
+async fn fic_wrong_audience() {
+    let seen = partner_refused(
+        Scenario::FicWrongAudience,
+        401,
+        "fic-audience-mismatch",
+        "AADSTS700212",
+    )
+    .await;
+    assert!(
+        seen.fix().contains("api://AzureADTokenExchange"),
+        "{}",
+        seen.fix()
+    );
+}
+
+#[tokio::test]
+async fn partner_not_provisioned() {
+    let seen = partner_refused(
+        Scenario::PartnerNotProvisioned,
+        400,
+        "partner-not-provisioned",
+        "AADSTS700016",
+    )
+    .await;
+    assert!(
+        seen.fix().contains(seen.id("DEVSTACK_PARTNER_TENANT_ID")),
+        "{}",
+        seen.fix()
+    );
+}
+
+#[tokio::test]
+async fn partner_missing_role() {
+    let seen = run(Scenario::PartnerMissingRole, "/api/flow").await;
+    assert_problem(&seen, 502, "partner", 403, "partner-missing-app-role");
+    let sp = seen
+        .world
+        .federated_app
+        .partner_sp_object_id
+        .clone()
+        .unwrap();
+    let fix = seen.fix();
+    assert!(
+        fix.contains(seen.id("DEVSTACK_PARTNER_TENANT_ID"))
+            && fix.contains(&sp)
+            && fix.contains("Partner.Access"),
+        "{fix}"
+    );
+    assert_eq!(
+        seen.body["diagnosis"]["principal"]["tid"],
+        seen.id("DEVSTACK_PARTNER_TENANT_ID")
+    );
+}
+
+/// A FIC on the system-assigned identity, and no user-assigned one for the
+/// partner API: the handler refuses to start, naming the setting and why.
+#[tokio::test]
+async fn fic_system_assigned() {
+    let state = std::env::temp_dir().join(format!("e2e-fic-sa-{}", fastrand::u64(..)));
+    let mut options = devstack::stack::StackOptions::new(&state);
+    options.azurite = false;
+    options.scenario = Some(Scenario::FicSystemAssigned);
+    let stack = Stack::start(options).await.unwrap();
+    let env = stack.handler_env();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+            .env_clear()
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("DOWNSTREAM_APIS__PARTNER__CLIENT_ID")
+            && stderr.contains("system-assigned"),
+        "{stderr}"
+    );
+    stack.stop().await;
+}

@@ -63,6 +63,9 @@ pub struct IdentityState {
     pub msi_secret: String,
     /// `http://127.0.0.1:<port>`, the base of the discovery URLs.
     pub authority: String,
+    /// The partner tenant's id and issuer: its discovery and keys are served
+    /// here too, so the partner API validates its tokens as app2 does.
+    pub partner: Option<(String, Arc<Issuer>)>,
     faults: Mutex<Vec<FaultPlan>>,
     /// The last [`MAX_RECORDED_REQUESTS`] token requests, oldest first.
     requests: Mutex<VecDeque<RecordedRequest>>,
@@ -107,9 +110,27 @@ impl IdentityState {
             identity_header,
             msi_secret,
             authority,
+            partner: None,
             faults: Mutex::default(),
             requests: Mutex::default(),
         }
+    }
+
+    /// Also serves discovery and keys for the partner tenant `tenant`.
+    pub fn with_partner(mut self, tenant: String, issuer: Arc<Issuer>) -> Self {
+        self.partner = Some((tenant, issuer));
+        self
+    }
+
+    /// The issuer of `tenant`, if it is one this endpoint serves.
+    fn issuer_of(&self, tenant: &str) -> Option<&Issuer> {
+        if tenant == self.world.read().unwrap().tenant_id {
+            return Some(&self.issuer);
+        }
+        self.partner
+            .as_ref()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, i)| i.as_ref())
     }
 
     pub fn add_faults(&self, plan: FaultPlan) {
@@ -409,13 +430,18 @@ async fn discovery_v2(path: web::Path<String>, state: web::Data<IdentityState>) 
     discovery(&path, &state, TokenVersion::V2)
 }
 
+/// Entra's answer for a tenant it does not know.
+pub fn unknown_tenant(tenant: &str) -> HttpResponse {
+    imds_error(
+        400,
+        "invalid_tenant",
+        &format!("AADSTS90002: Tenant '{tenant}' not found."),
+    )
+}
+
 fn discovery(tenant: &str, state: &IdentityState, version: TokenVersion) -> HttpResponse {
-    if tenant != state.world.read().unwrap().tenant_id {
-        return imds_error(
-            400,
-            "invalid_tenant",
-            &format!("AADSTS90002: Tenant '{tenant}' not found."),
-        );
+    if state.issuer_of(tenant).is_none() {
+        return unknown_tenant(tenant);
     }
     HttpResponse::Ok().json(issuer::openid_configuration(
         &state.authority,
@@ -425,11 +451,19 @@ fn discovery(tenant: &str, state: &IdentityState, version: TokenVersion) -> Http
 }
 
 async fn keys_v1(path: web::Path<String>, state: web::Data<IdentityState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.issuer.jwks(&issuer::v1_issuer(&path)))
+    keys(&path, &state, issuer::v1_issuer)
 }
 
 async fn keys_v2(path: web::Path<String>, state: web::Data<IdentityState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.issuer.jwks(&issuer::v2_issuer(&path)))
+    keys(&path, &state, issuer::v2_issuer)
+}
+
+/// The tenant's JWKS (a tenant's keys are its issuer's: the partner's differ).
+fn keys(tenant: &str, state: &IdentityState, issuer_name: fn(&str) -> String) -> HttpResponse {
+    match state.issuer_of(tenant) {
+        Some(issuer) => HttpResponse::Ok().json(issuer.jwks(&issuer_name(tenant))),
+        None => unknown_tenant(tenant),
+    }
 }
 
 /// Accepts a full plan (`{"resource","steps":[…]}`) or the shorthand

@@ -1,10 +1,10 @@
 //! The token issuer: an RSA signing key, Entra-shaped access tokens, and the
 //! OIDC discovery documents and JWKS that validators use.
 
-use crate::world::World;
+use crate::world::{TOKEN_EXCHANGE_AUDIENCE, World};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
@@ -65,6 +65,11 @@ impl Issuer {
         jsonwebtoken::encode(&header, claims, &self.key).expect("RS256 signing with a valid key")
     }
 
+    /// The public key, for checking a token this issuer signed (a client assertion).
+    pub fn decoding_key(&self) -> DecodingKey {
+        DecodingKey::from_rsa_components(&self.n, &self.e).expect("the key's own components")
+    }
+
     /// The JWKS served at `…/discovery/keys` (v1) and `…/discovery/v2.0/keys` (v2).
     pub fn jwks(&self, issuer: &str) -> Value {
         json!({ "keys": [{
@@ -104,6 +109,15 @@ pub fn resolve_audience(
             });
         }
         t if t.eq_ignore_ascii_case(&account_host) => return Some(v1(resource)),
+        // The token a managed identity presents as a federated credential:
+        // v2, `aud` the exchange audience, checked against the FIC.
+        TOKEN_EXCHANGE_AUDIENCE => {
+            return Some(Audience {
+                aud: TOKEN_EXCHANGE_AUDIENCE.into(),
+                version: TokenVersion::V2,
+                roles: vec![],
+            });
+        }
         _ => {}
     }
     let app2 = &world.app2;

@@ -8,6 +8,7 @@
 //! | [`azurite`] | Blob Storage, via the real Azurite emulator |
 //! | [`easyauth`] | App Service Authentication in front of app2 |
 //! | [`graph`] | Microsoft Graph v1.0: service principals and app role assignments |
+//! | [`login`] | Entra's token endpoint for a partner tenant: client assertions checked against FICs |
 //! | [`validate`] | token validation shared by the vault and the gate |
 //! | [`world`] | the simulated tenant: identities, roles, allow-lists |
 //! | [`tls`] | one local CA for every HTTPS endpoint |
@@ -30,6 +31,7 @@ pub mod http_path;
 pub mod identity_endpoint;
 pub mod issuer;
 pub mod keyvault;
+pub mod login;
 pub mod report;
 pub mod scenario;
 pub mod stack;

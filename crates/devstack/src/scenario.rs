@@ -2,6 +2,7 @@
 //! so users can watch the handler diagnose them without an Azure subscription.
 
 use crate::identity_endpoint::{FaultPlan, FaultStep};
+use crate::issuer::v1_issuer;
 use crate::world::{APP2_ROLE, GRAPH_APP_ID, GRAPH_READ, World};
 use std::collections::VecDeque;
 
@@ -29,10 +30,24 @@ pub enum Scenario {
     GraphNoPermission,
     /// Graph throttles every request (429 with Retry-After); app1 lacks App2.Access.
     GraphThrottled,
+    /// The partner app's FIC trusts another identity's object id.
+    FicWrongSubject,
+    /// The FIC's subject is the right object id in upper case.
+    FicSubjectCase,
+    /// The FIC's issuer is the tenant's v1 issuer (sts.windows.net).
+    FicWrongIssuer,
+    /// The FIC's audience is another cloud's exchange audience.
+    FicWrongAudience,
+    /// The FIC trusts app1's system-assigned identity, and app1 selects no user-assigned one.
+    FicSystemAssigned,
+    /// The partner tenant's admin never provisioned the app.
+    PartnerNotProvisioned,
+    /// The partner tenant never granted the app its API's role.
+    PartnerMissingRole,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 18] = [
         Self::KvNoRole,
         Self::App2NotAllowed,
         Self::App2WrongAudience,
@@ -44,6 +59,13 @@ impl Scenario {
         Self::App2RoleMissingOnApi,
         Self::GraphNoPermission,
         Self::GraphThrottled,
+        Self::FicWrongSubject,
+        Self::FicSubjectCase,
+        Self::FicWrongIssuer,
+        Self::FicWrongAudience,
+        Self::FicSystemAssigned,
+        Self::PartnerNotProvisioned,
+        Self::PartnerMissingRole,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +81,13 @@ impl Scenario {
             Self::App2RoleMissingOnApi => "app2-role-missing-on-api",
             Self::GraphNoPermission => "graph-no-permission",
             Self::GraphThrottled => "graph-throttled",
+            Self::FicWrongSubject => "fic-wrong-subject",
+            Self::FicSubjectCase => "fic-subject-case",
+            Self::FicWrongIssuer => "fic-wrong-issuer",
+            Self::FicWrongAudience => "fic-wrong-audience",
+            Self::FicSystemAssigned => "fic-system-assigned",
+            Self::PartnerNotProvisioned => "partner-not-provisioned",
+            Self::PartnerMissingRole => "partner-missing-role",
         }
     }
 
@@ -92,6 +121,27 @@ impl Scenario {
             }
             Self::GraphThrottled => {
                 "Graph answers every request 429 TooManyRequests, and app1 lacks App2.Access: app2 answers 403"
+            }
+            Self::FicWrongSubject => {
+                "the partner app's FIC trusts another identity's object id: the partner tenant answers AADSTS700213"
+            }
+            Self::FicSubjectCase => {
+                "the partner app's FIC has the identity's object id in upper case: the partner tenant answers AADSTS7002138"
+            }
+            Self::FicWrongIssuer => {
+                "the partner app's FIC names the v1 issuer https://sts.windows.net/<tenant>/: the partner tenant answers AADSTS700211"
+            }
+            Self::FicWrongAudience => {
+                "the partner app's FIC lists api://AzureADTokenExchangeUSGov: the partner tenant answers AADSTS700212"
+            }
+            Self::FicSystemAssigned => {
+                "the partner app's FIC trusts app1's system-assigned identity, and the partner API selects no user-assigned one: app1 refuses to start"
+            }
+            Self::PartnerNotProvisioned => {
+                "the partner tenant's admin never provisioned the app: the partner tenant answers AADSTS700016"
+            }
+            Self::PartnerMissingRole => {
+                "the partner tenant never granted the app Partner.Access: the partner API answers 403"
             }
         }
     }
@@ -135,6 +185,26 @@ impl Scenario {
                 world.revoke(&app1, &app2, APP2_ROLE);
                 world.revoke(&app1, GRAPH_APP_ID, GRAPH_READ);
             }
+            Self::FicWrongSubject => {
+                world.federated_app.federated_credentials[0].subject =
+                    uuid::Uuid::new_v4().to_string()
+            }
+            Self::FicSubjectCase => {
+                let fic = &mut world.federated_app.federated_credentials[0];
+                fic.subject = fic.subject.to_uppercase();
+            }
+            Self::FicWrongIssuer => {
+                world.federated_app.federated_credentials[0].issuer = v1_issuer(&world.tenant_id)
+            }
+            Self::FicWrongAudience => {
+                world.federated_app.federated_credentials[0].audiences =
+                    vec!["api://AzureADTokenExchangeUSGov".into()]
+            }
+            Self::FicSystemAssigned => {
+                world.federated_app.federated_credentials[0].subject = app1.clone()
+            }
+            Self::PartnerNotProvisioned => world.federated_app.partner_sp_object_id = None,
+            Self::PartnerMissingRole => world.partner.grants.clear(),
             Self::UserAssignedMissing | Self::IdentityUnavailable => {}
         }
     }
@@ -153,6 +223,15 @@ impl Scenario {
             env.push(("AZURE_CLIENT_ID".into(), world.unattached_client_id.clone()));
         }
         env
+    }
+
+    /// Settings the env file leaves out: the user-assigned identity a
+    /// federated API must select, when the FIC trusts the system-assigned one.
+    pub fn removed_env(self) -> &'static [&'static str] {
+        match self {
+            Self::FicSystemAssigned => &["DOWNSTREAM_APIS__PARTNER__CLIENT_ID"],
+            _ => &[],
+        }
     }
 
     /// Faults to script on the identity endpoint.

@@ -1,5 +1,6 @@
 //! Starting and stopping the whole local Azure: identity endpoint + issuer,
-//! Key Vault, Azurite, the EasyAuth gate and app2.
+//! Key Vault, Azurite, the EasyAuth gate and app2, Graph, and a partner
+//! tenant (its token endpoint and its API).
 
 use crate::azurite::{self, Azurite};
 use crate::easyauth::{GateConfig, GateState};
@@ -7,6 +8,7 @@ use crate::graph::GraphState;
 use crate::identity_endpoint::{self, IdentityState};
 use crate::issuer::Issuer;
 use crate::keyvault::{self, SeedFile, SeedSecret, VaultState};
+use crate::login::LoginState;
 use crate::scenario::Scenario;
 use crate::tls::{LocalTls, TlsFiles};
 use crate::traces::TraceStore;
@@ -43,6 +45,8 @@ pub struct Ports {
     pub gate: u16,
     /// Microsoft Graph (HTTPS).
     pub graph: u16,
+    /// The partner tenant's token endpoint (HTTPS).
+    pub login: u16,
     /// The trace viewer and OTLP/HTTP receiver.
     pub traces: u16,
 }
@@ -56,6 +60,7 @@ impl Ports {
             storage: 10000,
             gate: 8444,
             graph: 8445,
+            login: 8446,
             traces: 4318,
         }
     }
@@ -107,6 +112,10 @@ pub struct Stack {
     pub app2_url: String,
     /// Graph's v1.0 base (`…/v1.0`), as DOWNSTREAM_APIS__GRAPH__BASE_URL.
     pub graph_url: String,
+    /// The partner tenant's authority (`DEVSTACK_LOGIN_AUTHORITY`, app1's LOGIN_AUTHORITY).
+    pub login_url: String,
+    /// The partner API (app2's code, validating tenant-B tokens itself).
+    pub partner_url: String,
     pub auth_settings_file: PathBuf,
     pub seed_secret: String,
     pub scenario: Option<Scenario>,
@@ -130,6 +139,23 @@ pub fn app2_settings(world: &World, authority: &str) -> app2::Settings {
             app_id_uri: world.app2.app_id_uri.clone(),
             authority: authority.to_owned(),
             easyauth_enabled: true,
+        },
+    }
+}
+
+/// The partner API's settings: app2's code, registered in the partner tenant,
+/// requiring its own role. No EasyAuth in front: it validates every token itself.
+pub fn partner_settings(world: &World, authority: &str) -> app2::Settings {
+    let api = &world.partner.api;
+    app2::Settings {
+        port: 0,
+        required_role: crate::world::PARTNER_ROLE.into(),
+        auth: app2::AuthSettings {
+            tenant_id: world.partner.tenant_id.clone(),
+            client_id: api.client_id.clone(),
+            app_id_uri: api.app_id_uri.clone(),
+            authority: authority.to_owned(),
+            easyauth_enabled: false,
         },
     }
 }
@@ -191,13 +217,18 @@ impl Stack {
         // Identity endpoint + issuer (plain HTTP, like the platform's).
         let (listener, identity_port) = bind(options.ports.identity)?;
         let identity_url = format!("http://127.0.0.1:{identity_port}");
-        let identity = web::Data::new(IdentityState::new(
-            world.clone(),
-            Arc::new(tokio::task::spawn_blocking(Issuer::generate).await??),
-            identity_url.clone(),
-            uuid::Uuid::new_v4().to_string(),
-            uuid::Uuid::new_v4().to_string(),
-        ));
+        let home_issuer = Arc::new(tokio::task::spawn_blocking(Issuer::generate).await??);
+        let partner_issuer = Arc::new(tokio::task::spawn_blocking(Issuer::generate).await??);
+        let identity = web::Data::new(
+            IdentityState::new(
+                world.clone(),
+                home_issuer.clone(),
+                identity_url.clone(),
+                uuid::Uuid::new_v4().to_string(),
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .with_partner(initial.partner.tenant_id.clone(), partner_issuer.clone()),
+        );
         if let Some(plan) = options.scenario.and_then(Scenario::faults) {
             identity.add_faults(plan);
         }
@@ -285,6 +316,30 @@ impl Stack {
             Some(tls.server_config()?),
         )?);
 
+        // The partner tenant: its token endpoint (HTTPS), and its API.
+        let (listener, login_port) = bind(options.ports.login)?;
+        let login_url = format!("https://127.0.0.1:{login_port}");
+        let login = web::Data::new(LoginState {
+            world: world.clone(),
+            home_issuer,
+            partner_issuer,
+            authority: RwLock::new(login_url.clone()),
+        });
+        servers.push(serve(
+            login,
+            crate::login::configure,
+            listener,
+            Some(tls.server_config()?),
+        )?);
+        let partner = app2::Application::build_traced(
+            "127.0.0.1",
+            partner_settings(&initial, &identity_url),
+            &app2_telemetry,
+        )?;
+        let partner_url = format!("http://127.0.0.1:{}", partner.port());
+        servers.push(partner.handle());
+        tokio::spawn(partner.run_until_stopped());
+
         // Azurite (HTTPS, OAuth).
         let azurite = if options.azurite {
             let main_js = {
@@ -330,6 +385,8 @@ impl Stack {
             gate_url: format!("https://127.0.0.1:{gate_port}"),
             app2_url,
             graph_url,
+            login_url,
+            partner_url,
             auth_settings_file,
             seed_secret,
             scenario: options.scenario,
@@ -371,6 +428,35 @@ impl Stack {
             ("APP2_BASE_URL", self.gate_url.clone()),
             ("APP2_RESOURCE", w.app2.app_id_uri.clone()),
             ("DOWNSTREAM_APIS__GRAPH__BASE_URL", self.graph_url.clone()),
+            // The partner API, in another tenant, reached with no secret: the
+            // user-assigned identity is a federated credential of an app there.
+            ("DEVSTACK_PARTNER_TENANT_ID", w.partner.tenant_id.clone()),
+            ("DEVSTACK_LOGIN_AUTHORITY", self.login_url.clone()),
+            ("LOGIN_AUTHORITY", self.login_url.clone()),
+            (
+                "DOWNSTREAM_APIS__PARTNER__BASE_URL",
+                self.partner_url.clone(),
+            ),
+            (
+                "DOWNSTREAM_APIS__PARTNER__SCOPES",
+                format!("{}/.default", w.partner.api.app_id_uri),
+            ),
+            (
+                "DOWNSTREAM_APIS__PARTNER__ALLOWED_PATHS",
+                "api/whoami".into(),
+            ),
+            (
+                "DOWNSTREAM_APIS__PARTNER__CLIENT_ID",
+                w.user_assigned.client_id.clone(),
+            ),
+            (
+                "DOWNSTREAM_APIS__PARTNER__TENANT_ID",
+                w.partner.tenant_id.clone(),
+            ),
+            (
+                "DOWNSTREAM_APIS__PARTNER__FEDERATED_CLIENT_ID",
+                w.federated_app.client_id.clone(),
+            ),
             ("APP2_CLIENT_ID", w.app2.client_id.clone()),
             ("APP1_CLIENT_ID", w.app1.client_id.clone()),
             ("APP1_OBJECT_ID", w.app1.object_id.clone()),
@@ -386,7 +472,11 @@ impl Stack {
             env.push(("STORAGE_ACCOUNT_URL", url.clone()));
         }
         env.push(("BLOB_CONTAINERS", DATA_CONTAINER.to_owned()));
-        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        let removed = self.scenario.map(Scenario::removed_env).unwrap_or_default();
+        env.into_iter()
+            .filter(|(k, _)| !removed.contains(k))
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
     }
 
     /// The environment for app1's `handler`: [`Stack::env`] plus the two

@@ -1,6 +1,7 @@
 //! The simulated tenant: who exists, what they may do. One place, so every
 //! stand-in (issuer, vault, gate) and every scenario agrees.
 
+use app2::jwt::v2_issuer;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -63,6 +64,45 @@ pub struct Grant {
     pub created: i64,
 }
 
+/// A federated identity credential (FIC) of an app registration: which
+/// external token it accepts as the app's client assertion. Entra matches
+/// `issuer` and `audiences` exactly and `subject` case-sensitively.
+#[derive(Clone, Debug, Serialize)]
+pub struct FederatedCredential {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+/// The multitenant app registration (in app1's tenant) that trusts app1's
+/// user-assigned identity, and its service principal in the partner tenant.
+#[derive(Clone, Debug, Serialize)]
+pub struct FederatedApp {
+    pub display_name: String,
+    /// The appId (`DOWNSTREAM_APIS__PARTNER__FEDERATED_CLIENT_ID`).
+    pub client_id: String,
+    pub federated_credentials: Vec<FederatedCredential>,
+    /// Its service principal's object id in the partner tenant; `None` when
+    /// the partner's admin never provisioned (consented to) the app.
+    pub partner_sp_object_id: Option<String>,
+}
+
+/// The other tenant: its id, the API it exposes, and what it granted.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartnerTenant {
+    pub tenant_id: String,
+    /// The partner's API (app2's code, configured for this tenant).
+    pub api: AppRegistration,
+    /// App role assignments made in the partner tenant.
+    pub grants: Vec<Grant>,
+}
+
+/// The audience of the token a managed identity presents as a client assertion.
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// The app role the partner API requires.
+pub const PARTNER_ROLE: &str = "Partner.Access";
+
 /// Key Vault data-plane roles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum VaultRole {
@@ -114,6 +154,9 @@ pub struct World {
     pub unattached_client_id: String,
     /// Token lifetime in seconds (Entra uses 60–90 minutes).
     pub token_lifetime_secs: i64,
+    /// The app registration whose FIC trusts `user_assigned`.
+    pub federated_app: FederatedApp,
+    pub partner: PartnerTenant,
 }
 
 /// The app role app2 requires.
@@ -138,6 +181,11 @@ impl World {
         let ua_object = id();
         let app2_client = id();
         let app2_role_id = id();
+        let tenant_id = id();
+        let federated_client = id();
+        let partner_sp = id();
+        let partner_client = id();
+        let partner_role_id = id();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let arm = |provider: &str, name: &str| {
             format!(
@@ -145,7 +193,36 @@ impl World {
             )
         };
         Self {
-            tenant_id: id(),
+            federated_app: FederatedApp {
+                display_name: "app1-partner-client".into(),
+                client_id: federated_client.clone(),
+                federated_credentials: vec![FederatedCredential {
+                    name: "app1-ua".into(),
+                    issuer: v2_issuer(&tenant_id),
+                    subject: ua_object.clone(),
+                    audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()],
+                }],
+                partner_sp_object_id: Some(partner_sp.clone()),
+            },
+            partner: PartnerTenant {
+                tenant_id: id(),
+                api: AppRegistration {
+                    display_name: "partner-api".into(),
+                    client_id: partner_client.clone(),
+                    app_id_uri: format!("api://{partner_client}"),
+                    sp_object_id: id(),
+                    token_version: 1,
+                    app_roles: vec![AppRole::for_applications(&partner_role_id, PARTNER_ROLE)],
+                },
+                grants: vec![Grant {
+                    id: id(),
+                    principal: partner_sp,
+                    resource_app_id: partner_client,
+                    role_id: partner_role_id,
+                    created: now - 7 * 86_400,
+                }],
+            },
+            tenant_id,
             app1: ManagedIdentity {
                 name: "app1".into(),
                 client_id: app1_client.clone(),
@@ -155,7 +232,7 @@ impl World {
             user_assigned: ManagedIdentity {
                 name: "app1-ua".into(),
                 client_id: ua_client,
-                object_id: ua_object,
+                object_id: ua_object.clone(),
                 resource_id: arm(
                     "Microsoft.ManagedIdentity/userAssignedIdentities",
                     "app1-ua",
@@ -235,15 +312,12 @@ impl World {
     /// The roles of `app` that Entra puts in `object_id`'s token minted at
     /// `at`: granted by then, enabled, and for applications.
     pub fn roles_of(&self, app: &AppRegistration, object_id: &str, at: i64) -> Vec<String> {
-        self.grants
-            .iter()
-            .filter(|g| {
-                g.principal == object_id && g.resource_app_id == app.client_id && g.created <= at
-            })
-            .filter_map(|g| app.app_roles.iter().find(|r| r.id == g.role_id))
-            .filter(|r| r.is_enabled && r.allowed_member_types.iter().any(|t| t == "Application"))
-            .map(|r| r.value.clone())
-            .collect()
+        roles_granted(&self.grants, app, object_id, at)
+    }
+
+    /// The partner API's roles in a token for the partner tenant's principal `object_id`.
+    pub fn partner_roles_of(&self, object_id: &str, at: i64) -> Vec<String> {
+        roles_granted(&self.partner.grants, &self.partner.api, object_id, at)
     }
 
     /// Removes `object_id`'s grants of the role `value` of `app_id`.
@@ -278,6 +352,20 @@ impl World {
             serde_json::json!(self.app2_allowed_identities);
         doc
     }
+}
+
+/// The roles of `app` in `grants` held by `object_id` at `at`: granted by
+/// then, enabled, and for applications (what Entra puts in `roles`).
+fn roles_granted(grants: &[Grant], app: &AppRegistration, object_id: &str, at: i64) -> Vec<String> {
+    grants
+        .iter()
+        .filter(|g| {
+            g.principal == object_id && g.resource_app_id == app.client_id && g.created <= at
+        })
+        .filter_map(|g| app.app_roles.iter().find(|r| r.id == g.role_id))
+        .filter(|r| r.is_enabled && r.allowed_member_types.iter().any(|t| t == "Application"))
+        .map(|r| r.value.clone())
+        .collect()
 }
 
 /// The deployment's authsettingsV2 template with its placeholders filled in.
