@@ -18,6 +18,10 @@
 //   applications and service principals for /api/whoami and the verified 403
 //   diagnosis; nothing is granted on Graph by default.
 //
+// * with enablePartner, a multitenant app registration trusts app1's
+//   user-assigned identity as a federated credential, so app1 reaches an API
+//   in another tenant with no secret; that tenant grants the app its role.
+//
 // Redeploys are idempotent: every name and role assignment id is derived from
 // stable inputs, and the seed secret is written only when a value is passed.
 
@@ -45,6 +49,17 @@ param auditContainer string = 'audit'
 param dataContainer string = 'app1-data'
 param flowSecretName string = 'app1-demo-secret'
 
+@description('Call an API in another tenant with no secret (README "Calling another tenant"): a multitenant app registration whose federated identity credential trusts app1\'s user-assigned identity (created for this even without useUserAssignedIdentity). Off by default. The other tenant\'s admin then provisions the app and grants it the API\'s role.')
+param enablePartner bool = false
+@description('With enablePartner: the other tenant\'s id.')
+param partnerTenantId string = ''
+@description('With enablePartner: the partner API\'s base URL (https).')
+param partnerBaseUrl string = ''
+@description('With enablePartner: the partner API\'s one scope, <Application ID URI>/.default.')
+param partnerScope string = ''
+@description('With enablePartner: the paths callers may reach through /api/downstream/partner (comma-separated; none by default).')
+param partnerAllowedPaths string = ''
+
 var suffix = uniqueString(resourceGroup().id)
 // The host's own account (AzureWebJobsStorage, deployment package) and the app's data account.
 var hostStorageName = take('${prefix}h${suffix}', 24)
@@ -53,6 +68,8 @@ var vaultName = take('${prefix}-kv-${suffix}', 24)
 var app1Name = '${prefix}-app1-${suffix}'
 var app2Name = '${prefix}-app2-${suffix}'
 var tenantId = subscription().tenantId
+// A federated credential needs a user-assigned identity: Entra does not accept a system-assigned one.
+var createUserAssigned = useUserAssignedIdentity || enablePartner
 // Microsoft Graph's appId (the same in every tenant).
 var graphAppId = '00000003-0000-0000-c000-000000000000'
 
@@ -127,7 +144,7 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   properties: { Application_Type: 'web', WorkspaceResourceId: logs.id }
 }
 
-resource userAssigned 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (useUserAssignedIdentity) {
+resource userAssigned 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (createUserAssigned) {
   name: '${prefix}-app1-ua-${suffix}'
   location: location
 }
@@ -259,6 +276,22 @@ resource app2Auth 'Microsoft.Web/sites/config@2024-04-01' = {
   dependsOn: [ app2AppUri ]
 }
 
+// The partner-facing app: multitenant, no secret and no certificate; its one
+// credential is a FIC trusting app1's user-assigned identity (issuer: this
+// tenant's v2 issuer; subject: the identity's principal id, case-sensitive).
+resource partnerApp 'Microsoft.Graph/applications@v1.0' = if (enablePartner) {
+  uniqueName: '${prefix}-partner-client-${suffix}'
+  displayName: '${prefix}-partner-client'
+  signInAudience: 'AzureADMultipleOrgs'
+
+  resource trustsApp1 'federatedIdentityCredentials@v1.0' = {
+    name: '${prefix}-partner-client-${suffix}/app1-user-assigned'
+    issuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+    subject: userAssigned!.properties.principalId
+    audiences: [ 'api://AzureADTokenExchange' ]
+  }
+}
+
 var app1Settings = concat([
   // Identity-based host storage with the host's own identity (Flex Consumption).
   { name: 'AzureWebJobsStorage__accountName', value: hostStorage.name }
@@ -276,6 +309,13 @@ var app1Settings = concat([
   { name: 'APP2_RESOURCE', value: 'api://${app2App.appId}' }
 ], useUserAssignedIdentity ? [
   { name: 'AZURE_CLIENT_ID', value: userAssigned.properties.clientId }
+] : [], enablePartner ? [
+  { name: 'DOWNSTREAM_APIS__PARTNER__BASE_URL', value: partnerBaseUrl }
+  { name: 'DOWNSTREAM_APIS__PARTNER__SCOPES', value: partnerScope }
+  { name: 'DOWNSTREAM_APIS__PARTNER__ALLOWED_PATHS', value: partnerAllowedPaths }
+  { name: 'DOWNSTREAM_APIS__PARTNER__CLIENT_ID', value: userAssigned!.properties.clientId }
+  { name: 'DOWNSTREAM_APIS__PARTNER__TENANT_ID', value: partnerTenantId }
+  { name: 'DOWNSTREAM_APIS__PARTNER__FEDERATED_CLIENT_ID', value: partnerApp!.appId }
 ] : [])
 
 resource app1 'Microsoft.Web/sites@2024-04-01' = {
@@ -284,7 +324,7 @@ resource app1 'Microsoft.Web/sites@2024-04-01' = {
   kind: 'functionapp,linux'
   identity: {
     type: 'SystemAssigned, UserAssigned'
-    userAssignedIdentities: useUserAssignedIdentity ? {
+    userAssignedIdentities: createUserAssigned ? {
       '${hostIdentity.id}': {}
       '${userAssigned.id}': {}
     } : {
@@ -403,3 +443,5 @@ output keyVaultName string = vault.name
 output hostStorageAccountName string = hostStorage.name
 output dataStorageAccountName string = dataStorage.name
 output userAssignedClientId string = useUserAssignedIdentity ? userAssigned.properties.clientId : ''
+// For the other tenant's admin (README "Calling another tenant").
+output partnerAppId string = enablePartner ? partnerApp!.appId : ''

@@ -454,6 +454,7 @@ mod tests {
                 vault: Some("from-url".into()),
                 storage_account: Some("contosodata".into()),
                 api_resource: Some(format!("api://{APP2}")),
+                federation: None,
             },
             now: NOW,
             directory: None,

@@ -66,3 +66,37 @@ async fn official_graph_sdk_works_against_the_graph_stand_in() {
     assert!(stdout.contains("9 Graph checks passed"), "every check ran");
     s.stop().await;
 }
+
+/// The official azure-identity `ClientAssertionCredential` and msal's
+/// `ConfidentialClientApplication`, each presenting the managed identity's
+/// token as a client assertion to the partner tenant's token endpoint: a
+/// tenant-B token, or, with a wrong FIC, their usual errors with the AADSTS text.
+#[tokio::test]
+async fn official_clients_exchange_the_managed_identity_token_in_the_partner_tenant() {
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/check_federation.py");
+    for (scenario, expected) in [
+        (None, "4 federation checks passed"),
+        (
+            Some(devstack::scenario::Scenario::FicWrongSubject),
+            "3 federation checks passed",
+        ),
+    ] {
+        let s = start(false, |o| o.scenario = scenario).await;
+        let mut cmd = tokio::process::Command::new(&python);
+        cmd.arg(&script).env_remove("MSI_ENDPOINT").envs(s.env());
+        if scenario.is_some() {
+            cmd.env("FIC_BROKEN", "1");
+        }
+        let out = cmd.output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("{stdout}");
+        assert!(
+            out.status.success(),
+            "federation conformance failed ({scenario:?}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(expected), "every check ran: {stdout}");
+        s.stop().await;
+    }
+}
