@@ -38,6 +38,8 @@ async fn demo_passes_in_the_default_world() {
     for step in [
         "✔ keyvault",
         "✔ app2",
+        "✔ partner",
+        "partner API (tenant ",
         "✔ audit-write",
         "✔ audit-read",
         "ok: every step passed",

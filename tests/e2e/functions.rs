@@ -440,7 +440,10 @@ async fn flow_reports_every_step() {
             .iter()
             .map(|s| s["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["keyvault", "app2", "audit-write", "audit-read"]);
+        assert_eq!(
+            names,
+            ["keyvault", "app2", "partner", "audit-write", "audit-read"]
+        );
         let steps = &body["steps"];
         assert!(
             steps
@@ -461,7 +464,27 @@ async fn flow_reports_every_step() {
             steps[1]["detail"]["app2_view"]["object_id"],
             w.get("APP1_OBJECT_ID")
         );
-        assert_eq!(steps[3]["detail"]["matches"], true);
+        // The partner API, in another tenant, reached with no secret: the
+        // user-assigned identity's assertion exchanged for a tenant-B token.
+        let partner = &steps[2]["detail"];
+        assert_eq!(
+            partner["token_claims"]["tid"],
+            w.get("DEVSTACK_PARTNER_TENANT_ID")
+        );
+        assert_eq!(
+            partner["partner_view"]["app_id"],
+            w.get("DOWNSTREAM_APIS__PARTNER__FEDERATED_CLIENT_ID")
+        );
+        assert_eq!(partner["partner_view"]["roles"][0], "Partner.Access");
+        assert_eq!(
+            partner["assertion_claims"]["sub"],
+            w.get("DEVSTACK_UA_OBJECT_ID")
+        );
+        assert_eq!(
+            partner["assertion_claims"]["aud"],
+            "api://AzureADTokenExchange"
+        );
+        assert_eq!(steps[4]["detail"]["matches"], true);
         let text = got.text();
         assert!(
             !text.contains(SEED_VALUE) && !text.contains("eyJ"),
@@ -469,7 +492,7 @@ async fn flow_reports_every_step() {
         );
 
         // The audit record is in storage, without the secret value.
-        let blob = steps[2]["detail"]["blob"].as_str().unwrap();
+        let blob = steps[3]["detail"]["blob"].as_str().unwrap();
         let record = get(format!("{}/api/blobs/audit/{blob}", world().forward)).await;
         assert_eq!(record.status, 200);
         assert!(!record.text().contains(SEED_VALUE));

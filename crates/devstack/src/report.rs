@@ -54,6 +54,14 @@ pub fn render(body: &Value, status: u16, color: bool) -> String {
                     s(&d["app2_view"]["roles"]),
                     s(&d["token_claims"]["aud"]),
                 ),
+                Some("partner") => format!(
+                    "partner API (tenant {}) saw appid {} roles {}; the assertion was sub {} aud {}, no secret",
+                    s(&d["partner_view"]["tenant_id"]),
+                    s(&d["partner_view"]["app_id"]),
+                    s(&d["partner_view"]["roles"]),
+                    s(&d["assertion_claims"]["sub"]),
+                    s(&d["assertion_claims"]["aud"]),
+                ),
                 Some("audit-write") => format!(
                     "wrote {}/{} ({} bytes)",
                     s(&d["container"]),

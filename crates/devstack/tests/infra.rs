@@ -295,15 +295,40 @@ fn the_partner_app_trusts_the_user_assigned_identity_only_when_enabled() {
     assert!(bicep.contains("param enablePartner bool = false"));
     let app = resource(&bicep, "partnerApp");
     assert!(app.contains("if (enablePartner)"), "{app}");
-    assert!(app.contains("signInAudience: 'AzureADMultipleOrgs'"), "{app}");
+    assert!(
+        app.contains("signInAudience: 'AzureADMultipleOrgs'"),
+        "{app}"
+    );
     assert!(app.contains("federatedIdentityCredentials@v1.0"), "{app}");
-    assert!(app.contains("name: '${prefix}-partner-client-${suffix}/app1-user-assigned'"), "the child's name is <parent uniqueName>/<name>");
-    assert!(app.contains("issuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'"), "{app}");
-    assert!(app.contains("subject: userAssigned!.properties.principalId"), "{app}");
-    assert!(app.contains(&format!("audiences: [ '{}' ]", devstack::world::TOKEN_EXCHANGE_AUDIENCE)));
-    assert!(!app.contains("passwordCredentials") && !app.contains("keyCredentials"), "no secret");
+    assert!(
+        app.contains("name: '${prefix}-partner-client-${suffix}/app1-user-assigned'"),
+        "the child's name is <parent uniqueName>/<name>"
+    );
+    assert!(
+        app.contains("issuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'"),
+        "{app}"
+    );
+    assert!(
+        app.contains("subject: userAssigned!.properties.principalId"),
+        "{app}"
+    );
+    assert!(app.contains(&format!(
+        "audiences: [ '{}' ]",
+        devstack::world::TOKEN_EXCHANGE_AUDIENCE
+    )));
+    assert!(
+        !app.contains("passwordCredentials") && !app.contains("keyCredentials"),
+        "no secret"
+    );
     assert!(bicep.contains("var createUserAssigned = useUserAssignedIdentity || enablePartner"));
-    for setting in ["BASE_URL", "SCOPES", "ALLOWED_PATHS", "CLIENT_ID", "TENANT_ID", "FEDERATED_CLIENT_ID"] {
+    for setting in [
+        "BASE_URL",
+        "SCOPES",
+        "ALLOWED_PATHS",
+        "CLIENT_ID",
+        "TENANT_ID",
+        "FEDERATED_CLIENT_ID",
+    ] {
         assert!(
             bicep.contains(&format!("name: 'DOWNSTREAM_APIS__PARTNER__{setting}'")),
             "app1 gets DOWNSTREAM_APIS__PARTNER__{setting}"

@@ -84,7 +84,14 @@ async fn official_clients_exchange_the_managed_identity_token_in_the_partner_ten
     ] {
         let s = start(false, |o| o.scenario = scenario).await;
         let mut cmd = tokio::process::Command::new(&python);
-        cmd.arg(&script).env_remove("MSI_ENDPOINT").envs(s.env());
+        // requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
+        // session's `verify` (psf/requests#3829), which is how msal passes
+        // its CA: without them, msal's own `verify=` is what counts.
+        cmd.arg(&script)
+            .env_remove("MSI_ENDPOINT")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .envs(s.env());
         if scenario.is_some() {
             cmd.env("FIC_BROKEN", "1");
         }
