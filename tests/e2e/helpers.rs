@@ -102,12 +102,12 @@ pub fn world() -> &'static World {
                         .unwrap();
                     env.extend([
                         (
-                            "DOWNSTREAM_APIS__PARTNER__BASE_URL".into(),
+                            "DOWNSTREAM_APIS__MIRROR__BASE_URL".into(),
                             stack.gate_url.clone(),
                         ),
-                        ("DOWNSTREAM_APIS__PARTNER__SCOPES".into(), app2_scope),
+                        ("DOWNSTREAM_APIS__MIRROR__SCOPES".into(), app2_scope),
                         (
-                            "DOWNSTREAM_APIS__PARTNER__ALLOWED_PATHS".into(),
+                            "DOWNSTREAM_APIS__MIRROR__ALLOWED_PATHS".into(),
                             "api/*".into(),
                         ),
                     ]);

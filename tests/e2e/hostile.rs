@@ -435,10 +435,13 @@ async fn the_audit_record_carries_the_hosts_invocation_id_not_the_callers() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let report: Value = res.json().await.unwrap();
-    let blob = report["steps"][2]["detail"]["blob"]
-        .as_str()
+    let write = report["steps"]
+        .as_array()
         .unwrap()
-        .to_owned();
+        .iter()
+        .find(|s| s["name"] == "audit-write")
+        .unwrap();
+    let blob = write["detail"]["blob"].as_str().unwrap().to_owned();
     let record = get(format!("{base}/api/blobs/audit/{blob}")).await.json();
     let id = record["invocation_id"].as_str().unwrap();
     assert!(

@@ -310,10 +310,10 @@ async fn whoami_and_a_second_named_api_in_the_default_world() {
     assert!(body["app_role_assignments"][0]["created_date_time"].is_string());
     assert!(!got.text().contains("eyJ"));
 
-    // A second API, by configuration alone (helpers' world names `partner`:
+    // A second API, by configuration alone (helpers' world names `mirror`:
     // app2's gate, allowed paths api/*), through every host protocol.
     for (mode, url) in modes() {
-        let reached = get(format!("{url}/api/downstream/partner/api/whoami?code=k")).await;
+        let reached = get(format!("{url}/api/downstream/mirror/api/whoami?code=k")).await;
         assert_eq!(reached.status, 200, "{mode}: {}", reached.text());
         let caller = reached.json();
         assert_eq!(
@@ -321,7 +321,7 @@ async fn whoami_and_a_second_named_api_in_the_default_world() {
             w.get("APP1_OBJECT_ID"),
             "{mode}: {caller}"
         );
-        let refused = get(format!("{url}/api/downstream/partner/admin/x")).await;
+        let refused = get(format!("{url}/api/downstream/mirror/admin/x")).await;
         assert_eq!(refused.status, 403, "{mode}: {}", refused.text());
         assert_eq!(
             refused.json()["type"],

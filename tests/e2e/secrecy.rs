@@ -16,6 +16,8 @@ async fn responses_and_logs_never_carry_tokens_or_secret_values() {
             (Method::GET, "/api/app2/api/whoami"),
             (Method::GET, "/api/whoami"),
             (Method::GET, "/api/downstream/partner/api/whoami"),
+            (Method::GET, "/api/downstream/mirror/api/whoami"),
+            (Method::GET, "/api/token?check=partner"),
             (Method::GET, "/api/token?check=graph"),
             (Method::GET, "/api/secrets/no-such-secret"),
         ] {

@@ -393,3 +393,83 @@ async fn keys(tenant: web::Path<String>, state: web::Data<LoginState>) -> HttpRe
     }
     HttpResponse::Ok().json(state.partner_issuer.jwks(&v2_issuer(&tenant)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OID: &str = "5b3f2a1c-0d4e-4f6a-8b7c-9d0e1f2a3b4c";
+    const ISS: &str = "https://login.microsoftonline.com/0d1e2f3a-4b5c-4d6e-8f9a-1b2c3d4e5f6a/v2.0";
+
+    fn fic(issuer: &str, subject: &str, audience: &str) -> FederatedCredential {
+        FederatedCredential {
+            name: "app1".into(),
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audiences: vec![audience.into()],
+        }
+    }
+
+    fn presented() -> Presented {
+        Presented {
+            iss: ISS.into(),
+            sub: OID.into(),
+            aud: crate::world::TOKEN_EXCHANGE_AUDIENCE.into(),
+        }
+    }
+
+    fn code(fics: &[FederatedCredential]) -> Option<(u32, u16, &'static str, String)> {
+        match_fic(fics, &presented())
+            .err()
+            .map(|r| (r.code, r.status, r.error, r.text))
+    }
+
+    #[test]
+    fn fics_match_exactly_and_name_the_first_mismatch() {
+        let aud = crate::world::TOKEN_EXCHANGE_AUDIENCE;
+        assert_eq!(code(&[fic(ISS, OID, aud)]), None);
+        let (c, status, error, text) = code(&[]).unwrap();
+        assert_eq!((c, status, error), (70021, 400, "invalid_request"));
+        assert!(
+            text.contains(&format!("Assertion Subject: '{OID}'")),
+            "{text}"
+        );
+        let sts = "https://sts.windows.net/0d1e2f3a-4b5c-4d6e-8f9a-1b2c3d4e5f6a/";
+        assert_eq!(code(&[fic(sts, OID, aud)]).unwrap().0, 700211);
+        let upper = OID.to_uppercase();
+        assert_eq!(code(&[fic(ISS, &upper, aud)]).unwrap().0, 7002138);
+        let (c, status, _, text) = code(&[fic(ISS, "another", aud)]).unwrap();
+        assert_eq!((c, status), (700213, 401));
+        assert!(text.contains(&format!("subject '{OID}'")), "{text}");
+        assert_eq!(
+            code(&[fic(ISS, OID, "api://AzureADTokenExchangeUSGov")])
+                .unwrap()
+                .0,
+            700212
+        );
+        // Any one matching record is enough.
+        assert_eq!(code(&[fic(sts, OID, aud), fic(ISS, OID, aud)]), None);
+    }
+
+    #[test]
+    fn refusals_have_entras_shape() {
+        let res = Refusal::new(401, "invalid_client", 700213, "No match.".into())
+            .respond("c0ffee00-0000-4000-8000-000000000000");
+        assert_eq!(res.status(), 401);
+        let body = actix_web::body::MessageBody::try_into_bytes(res.into_body()).unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "invalid_client");
+        assert_eq!(body["error_codes"], json!([700213]));
+        assert_eq!(
+            body["correlation_id"],
+            "c0ffee00-0000-4000-8000-000000000000"
+        );
+        let text = body["error_description"].as_str().unwrap();
+        assert!(
+            text.starts_with("AADSTS700213: No match. Trace ID: "),
+            "{text}"
+        );
+        assert!(text.contains("Correlation ID: c0ffee00-0000-4000-8000-000000000000 Timestamp: "));
+        assert!(body["trace_id"].is_string() && body["timestamp"].is_string());
+    }
+}
