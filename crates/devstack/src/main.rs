@@ -45,7 +45,7 @@ struct StackArgs {
     #[arg(long, env = "DEVSTACK_CACHE")]
     cache_dir: Option<PathBuf>,
     /// Use the documented fixed ports instead of free ones
-    /// (identity 41564, Key Vault 8443, Azurite 10000, app2 gate 8444, Graph 8445).
+    /// (identity 41564, Key Vault 8443, Azurite 10000, app2 gate 8444, Graph 8445, partner login 8446).
     #[arg(long)]
     fixed_ports: bool,
     /// Do not start Azurite (no Node.js needed; no STORAGE_ACCOUNT_URL).
