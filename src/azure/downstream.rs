@@ -57,6 +57,9 @@ impl ApiResponse {
     }
 }
 
+/// An exchange's claims: the exchanged token's, then the assertion's.
+pub type FederatedClaims = (Map<String, Value>, Map<String, Value>);
+
 /// A request to a named API: method, path and query, and the body to send.
 pub struct ApiRequest<'a> {
     pub method: reqwest::Method,
@@ -149,9 +152,7 @@ impl ApiClient {
     }
 
     /// For an API in another tenant, the exchanged token's and the assertion's claims.
-    pub async fn federated_claims(
-        &self,
-    ) -> Option<Result<(Map<String, Value>, Map<String, Value>), ClientError>> {
+    pub async fn federated_claims(&self) -> Option<Result<FederatedClaims, ClientError>> {
         let federated = self.federated.as_ref()?;
         Some(
             federated

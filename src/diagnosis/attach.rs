@@ -71,13 +71,14 @@ async fn directory_facts(upstream: &UpstreamError, state: &AppState) -> Option<D
     if upstream.status != Some(403) || upstream.required_role.is_none() {
         return None;
     }
+    let client = state.azure.apis.get(name);
     // This tenant's directory cannot see another tenant's assignments.
-    if state.azure.apis.get(name).is_some_and(|c| c.is_federated()) {
+    if client.is_some_and(|c| c.is_federated()) {
         return None;
     }
     let claims = upstream.claims.as_ref()?;
     let oid = claims.get("oid")?.as_str()?;
-    let resource = state.azure.apis.get(name).map(|c| c.resource().to_owned());
+    let resource = client.map(|c| c.resource().to_owned());
     let app_id = super::rules::api_app_id(resource.as_deref(), claims)?;
     let lookup = state.azure.graph.role_directory(&app_id, oid);
     Some(

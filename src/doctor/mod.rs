@@ -174,10 +174,13 @@ pub async fn run(state: &AppState, options: &Options) -> Report {
             name.clone(),
             options.deadline,
             async move {
-                match &w.federated {
-                    Some(client) => exchange_check(state, name, client).await,
-                    None => token_check(state, name, &w.resource, w.identity.clone()).await,
+                // An API in another tenant: its token is the exchange's.
+                if let Some(client) = &w.api
+                    && let Some(exchanged) = client.federated_claims().await
+                {
+                    return exchange_check(state, name, client, exchanged).await;
                 }
+                token_check(state, name, &w.resource, w.identity.clone()).await
             },
         )
     }))
@@ -235,8 +238,8 @@ struct Wanted {
     name: String,
     resource: Resource,
     identity: Option<UserAssignedId>,
-    /// An API in another tenant: its token is the exchange's, not the endpoint's.
-    federated: Option<std::sync::Arc<crate::azure::downstream::ApiClient>>,
+    /// The named API the token is for, if it is one.
+    api: Option<std::sync::Arc<crate::azure::downstream::ApiClient>>,
     /// Whether an upstream is called with it (not for a `--resource`).
     target: bool,
 }
@@ -249,7 +252,7 @@ fn wanted(state: &AppState, options: &Options) -> Vec<Wanted> {
         name: name.into(),
         resource: resource(r),
         identity: identity.clone(),
-        federated: None,
+        api: None,
         target: true,
     };
     let mut wanted = vec![];
@@ -264,7 +267,7 @@ fn wanted(state: &AppState, options: &Options) -> Vec<Wanted> {
             name: name.clone(),
             resource: client.api().resource.clone(),
             identity: client.identity_for(identity.clone()),
-            federated: client.is_federated().then(|| client.clone()),
+            api: Some(client.clone()),
             target: true,
         });
     }
@@ -274,7 +277,7 @@ fn wanted(state: &AppState, options: &Options) -> Vec<Wanted> {
                 name: extra.to_string(),
                 resource: extra.clone(),
                 identity: identity.clone(),
-                federated: None,
+                api: None,
                 target: false,
             });
         }
@@ -459,9 +462,10 @@ async fn exchange_check(
     state: &AppState,
     name: String,
     client: &crate::azure::downstream::ApiClient,
+    exchanged: Result<crate::azure::downstream::FederatedClaims, ClientError>,
 ) -> Check {
-    match client.federated_claims().await {
-        Some(Ok((claims, assertion))) => {
+    match exchanged {
+        Ok((claims, assertion)) => {
             let mut shown = pick(&claims, SHOWN_CLAIMS);
             let presented = pick(&assertion, &["iss", "sub", "aud"]);
             let said = |c: &str| presented.get(c).and_then(Value::as_str).unwrap_or("?");
@@ -477,17 +481,11 @@ async fn exchange_check(
             check.claims = Some(shown);
             check
         }
-        Some(Err(error)) => {
+        Err(error) => {
             let identity = client.identity_for(None);
             let problem = crate::diagnosis::problem_for(&error, state, identity.as_ref()).await;
             Check::failed_with(Group::Identity, name, problem)
         }
-        None => Check::new(
-            Group::Identity,
-            name,
-            Status::Skipped,
-            "not an API in another tenant".into(),
-        ),
     }
 }
 

@@ -16,7 +16,6 @@
 use crate::issuer::{self, Issuer, TokenVersion, v1_issuer, v2_issuer};
 use crate::world::{FederatedCredential, World};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, RwLock};
 
@@ -30,7 +29,14 @@ pub struct LoginState {
     /// The partner tenant's issuer: it signs the exchanged tokens.
     pub partner_issuer: Arc<Issuer>,
     /// `https://127.0.0.1:<port>` (`DEVSTACK_LOGIN_AUTHORITY`).
-    pub authority: RwLock<String>,
+    pub authority: String,
+}
+
+impl LoginState {
+    /// Whether `tenant` is the partner tenant, the only one this endpoint serves.
+    fn serves(&self, tenant: &str) -> bool {
+        tenant == self.world.read().unwrap().partner.tenant_id
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -44,7 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The form of a token request, every field optional so that a missing one
 /// gets Entra's AADSTS900144 rather than a framework error.
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct TokenForm {
     grant_type: Option<String>,
     client_id: Option<String>,
@@ -376,19 +382,18 @@ fn match_fic(fics: &[FederatedCredential], p: &Presented) -> Result<(), Refusal>
 }
 
 async fn discovery(tenant: web::Path<String>, state: web::Data<LoginState>) -> HttpResponse {
-    if *tenant != state.world.read().unwrap().partner.tenant_id {
+    if !state.serves(&tenant) {
         return crate::identity_endpoint::unknown_tenant(&tenant);
     }
-    let authority = state.authority.read().unwrap().clone();
     HttpResponse::Ok().json(issuer::openid_configuration(
-        &authority,
+        &state.authority,
         &tenant,
         TokenVersion::V2,
     ))
 }
 
 async fn keys(tenant: web::Path<String>, state: web::Data<LoginState>) -> HttpResponse {
-    if *tenant != state.world.read().unwrap().partner.tenant_id {
+    if !state.serves(&tenant) {
         return crate::identity_endpoint::unknown_tenant(&tenant);
     }
     HttpResponse::Ok().json(state.partner_issuer.jwks(&v2_issuer(&tenant)))
@@ -449,6 +454,25 @@ mod tests {
         );
         // Any one matching record is enough.
         assert_eq!(code(&[fic(sts, OID, aud), fic(ISS, OID, aud)]), None);
+    }
+
+    /// Only tenant A's key makes a valid assertion: a token signed by any
+    /// other key is refused before any FIC is looked at.
+    #[test]
+    fn assertions_are_checked_against_the_home_tenants_key() {
+        let home = Issuer::generate().unwrap();
+        let stranger = Issuer::generate().unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({"iss": ISS, "sub": OID, "aud": crate::world::TOKEN_EXCHANGE_AUDIENCE,
+            "iat": now, "nbf": now, "exp": now + 600, "ver": "2.0"});
+        let signed = |by: &Issuer| by.sign(&claims, TokenVersion::V2);
+        let presented = verified_assertion(&signed(&home), &home).ok().unwrap();
+        assert_eq!((presented.iss.as_str(), presented.sub.as_str()), (ISS, OID));
+        let refused = verified_assertion(&signed(&stranger), &home).err().unwrap();
+        assert_eq!(
+            (refused.code, refused.status, refused.error),
+            (700027, 401, "invalid_client")
+        );
     }
 
     #[test]

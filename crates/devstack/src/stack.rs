@@ -323,7 +323,7 @@ impl Stack {
             world: world.clone(),
             home_issuer,
             partner_issuer,
-            authority: RwLock::new(login_url.clone()),
+            authority: login_url.clone(),
         });
         servers.push(serve(
             login,
