@@ -12,15 +12,15 @@ use actix_web::http::{
 };
 use bytes::Bytes;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 /// One function call, independent of how the host delivered it.
 #[derive(Debug)]
 pub struct Invocation {
     pub function: &'static str,
     pub method: Method,
-    /// Route values (`{name}`, `{*path}`); an absent optional value is missing.
-    pub params: HashMap<String, String>,
+    /// Route values (`{name}`, `{*path}`); an absent optional value is
+    /// missing. A handful at most, so a list: no hasher to seed per request.
+    pub params: Vec<(String, String)>,
     /// Query pairs in order; a key may repeat (forward mode comma-joins them).
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
@@ -29,7 +29,7 @@ pub struct Invocation {
     /// in proxy and forward mode, within their own limit); `body` is then empty.
     pub body_stream: Option<BodyStream>,
     /// The host's `X-Azure-Functions-InvocationId` (see [`invocation_id`]).
-    pub invocation_id: String,
+    pub invocation_id: InvocationId,
     /// The caller's W3C trace context: the request's own headers in proxy and
     /// forward mode, the envelope's `Data.req.Headers` in payload mode.
     pub trace: TraceHeaders,
@@ -147,26 +147,81 @@ const PROXY_INVOCATION_ID: HeaderName = HeaderName::from_static(PROXY_INVOCATION
 /// a caller-sent id arrives first and the host's last. Only the last value is
 /// taken, and only as a hyphenated GUID; anything else (or none, outside the
 /// host) gets a fresh id, so caller-supplied text never reaches logs or records.
-pub fn invocation_id(headers: &HeaderMap) -> String {
-    headers
+pub fn invocation_id(headers: &HeaderMap) -> InvocationId {
+    let host = headers
         .get_all(&INVOCATION_ID)
         .next_back()
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() == 36)
-        .and_then(|v| uuid::Uuid::try_parse(v).ok())
-        // A correlation id, not a secret: a fast generator will do.
-        .unwrap_or_else(|| {
-            uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
-        })
-        .hyphenated()
-        .to_string()
+        .and_then(|v| uuid::Uuid::try_parse(v).ok());
+    // A correlation id, not a secret: a fast generator will do.
+    InvocationId(host.unwrap_or_else(|| {
+        uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+    }))
+}
+
+/// An invocation's id: a GUID, shown lower-case and hyphenated. Kept as its
+/// 16 bytes, so passing it around allocates nothing; it is written out only
+/// where a log line, span or record shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvocationId(uuid::Uuid);
+
+impl std::fmt::Display for InvocationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            self.0
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        )
+    }
+}
+
+impl serde::Serialize for InvocationId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(
+            self.0
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        )
+    }
+}
+
+/// A query string's pairs, decoded as `application/x-www-form-urlencoded`
+/// (what `url::form_urlencoded::parse` gives). Most queries have nothing to
+/// decode; those are split without the decoder's per-byte passes.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    if query.bytes().any(|b| b == b'%' || b == b'+') {
+        return url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+    }
+    // Split at ASCII bytes, so every slice is on a char boundary.
+    let mut pairs = Vec::new();
+    let mut rest = query;
+    while !rest.is_empty() {
+        let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match pair.bytes().position(|b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        pairs.push((k.to_owned(), v.to_owned()));
+    }
+    pairs
 }
 
 impl Invocation {
     pub fn param(&self, name: &str) -> Option<&str> {
+        // The last one, as a map built from the pairs would keep.
         self.params
-            .get(name)
-            .map(String::as_str)
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
     }
 
@@ -342,12 +397,33 @@ mod tests {
     }
 
     #[test]
+    fn query_pairs_decode_as_form_urlencoded_does() {
+        for query in [
+            "",
+            "resource=https://vault.azure.net",
+            "a=1&b=2&a=3",
+            "&&a&=x&b==c&",
+            "scope=https%3A%2F%2Fvault.azure.net%2F.default",
+            "q=a+b&r=%2B&s=%zz&t=%E2%82%AC&u=%FF",
+            "name=caf\u{e9}&x=\u{1f600}",
+        ] {
+            let expected: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(query_pairs(query), expected, "{query:?}");
+        }
+    }
+
+    #[test]
     fn invocation_id_is_the_hosts_last_guid() {
         // A caller-sent id comes first; the host appends its own.
-        assert_eq!(invocation_id(&headers(&["forged-by-caller", HOST])), HOST);
-        assert_eq!(invocation_id(&headers(&[HOST])), HOST);
+        assert_eq!(
+            invocation_id(&headers(&["forged-by-caller", HOST])).to_string(),
+            HOST
+        );
+        assert_eq!(invocation_id(&headers(&[HOST])).to_string(), HOST);
         let upper = HOST.to_ascii_uppercase();
-        assert_eq!(invocation_id(&headers(&[&upper])), HOST);
+        assert_eq!(invocation_id(&headers(&[&upper])).to_string(), HOST);
     }
 
     #[test]
@@ -359,7 +435,7 @@ mod tests {
             vec!["{7c3e1b9a-4f0d-4b8e-9a51-2d6f0c8e1a34}"],
             vec!["7c3e1b9a4f0d4b8e9a512d6f0c8e1a34"],
         ] {
-            let id = invocation_id(&headers(&bad));
+            let id = invocation_id(&headers(&bad)).to_string();
             assert!(
                 uuid::Uuid::try_parse(&id).is_ok() && id.len() == 36,
                 "{bad:?}"

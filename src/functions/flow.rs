@@ -109,7 +109,7 @@ struct AuditRead {
 struct AuditRecord<'a> {
     id: String,
     at: String,
-    invocation_id: &'a str,
+    invocation_id: crate::invocation::InvocationId,
     identity: IdentityDescription,
     secret: AuditedSecret<'a>,
     app2: AuditedApp2<'a>,
@@ -211,7 +211,7 @@ async fn steps(inv: &Invocation, report: &mut Report<'_>) -> Result<(), Problem>
         at: time::OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .unwrap_or_default(),
-        invocation_id: &inv.invocation_id,
+        invocation_id: inv.invocation_id,
         identity: state.identity.describe(None),
         secret: AuditedSecret {
             name: &state.settings.flow_secret_name,

@@ -185,17 +185,18 @@ pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
 
 /// Runs a function inside its server span (continuing the caller's trace); a
 /// problem becomes its problem+json reply, a log line and the span's error.
-pub async fn invoke(
+///
+/// Not an `async fn`: a wrapper future would hold the invocation a second
+/// time beside the inner one, and every request would pay for the copy.
+pub fn invoke<'a>(
     spec: &'static FunctionSpec,
     invocation: Invocation,
-    state: &web::Data<AppState>,
-) -> Reply {
+    state: &'a web::Data<AppState>,
+) -> impl Future<Output = Reply> + 'a {
     use opentelemetry::context::FutureExt;
     let context = crate::telemetry::invocation_context(&invocation.trace);
     // Its log lines belong to the invocation too, so they run in its context.
-    invoke_traced(spec, invocation, state)
-        .with_context(context)
-        .await
+    invoke_traced(spec, invocation, state).with_context(context)
 }
 
 async fn invoke_traced(
@@ -207,13 +208,13 @@ async fn invoke_traced(
         spec.name,
         invocation.method.as_str(),
         spec.route_for(&invocation),
-        &invocation.invocation_id,
+        invocation.invocation_id,
         invocation.protocol.as_str(),
         &invocation.trace,
     );
     let protocol = invocation.protocol.as_str();
     // The host's id, on the lines too, so they meet the host's own logs.
-    let invocation_id = invocation.invocation_id.clone();
+    let invocation_id = invocation.invocation_id;
     let started = std::time::Instant::now();
     let outcome = (spec.run)(invocation, state.clone())
         .instrument(span.clone())
@@ -222,11 +223,13 @@ async fn invoke_traced(
     let reply = match outcome {
         Ok(reply) => reply,
         Err(failure) => {
-            let problem = failure.into_problem(state).await;
+            // Boxed: a diagnosis may ask the directory, a large future
+            // that successful invocations should not carry (or copy).
+            let problem = Box::pin(failure.into_problem(state)).await;
             problem.record_on(&span);
             tracing::warn!(
                 function = spec.name,
-                invocation_id,
+                %invocation_id,
                 status = problem.status,
                 stage = ?problem.stage,
                 upstream_status = problem.upstream_status,
@@ -246,7 +249,7 @@ async fn invoke_traced(
         let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
         tracing::info!(
             function = spec.name,
-            invocation_id,
+            %invocation_id,
             protocol,
             status,
             elapsed_ms,
@@ -263,7 +266,9 @@ impl FunctionSpec {
         self.routes
             .iter()
             .filter(|(method, _)| *method == invocation.method.as_str())
-            .find(|(_, path)| path.matches('{').count() == invocation.params.len())
+            .find(|(_, path)| {
+                path.bytes().filter(|&b| b == b'{').count() == invocation.params.len()
+            })
             .or_else(|| self.routes.first())
             .map_or(self.name, |(_, path)| path)
     }

@@ -4,7 +4,8 @@
 
 use crate::functions::{self, FunctionSpec};
 use crate::invocation::{
-    BodyError, BodyStream, Invocation, Protocol, Reply, invocation_id, read_body, trace_of,
+    BodyError, BodyStream, Invocation, Protocol, Reply, invocation_id, query_pairs, read_body,
+    trace_of,
 };
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -57,9 +58,7 @@ async fn handle(
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-        query: url::form_urlencoded::parse(req.query_string().as_bytes())
-            .into_owned()
-            .collect(),
+        query: query_pairs(req.query_string()),
         // Only the functions that read headers get a copy of them.
         headers: if spec.reads_headers {
             req.headers().clone()

@@ -212,7 +212,7 @@ mod tests {
                 "health",
                 "GET",
                 "/api/health",
-                "id",
+                "00000000-0000-0000-0000-000000000001",
                 "proxy",
                 &TraceHeaders::default(),
             );

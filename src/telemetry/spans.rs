@@ -27,7 +27,7 @@ impl Invocation {
         function: &str,
         method: &str,
         route: &str,
-        invocation_id: &str,
+        invocation_id: impl std::fmt::Display,
         protocol: &str,
         trace: &TraceHeaders,
     ) -> Span {
@@ -41,7 +41,7 @@ impl Invocation {
             "http.response.status_code" = Empty,
             "faas.trigger" = "http",
             "faas.name" = function,
-            "faas.invocation_id" = invocation_id,
+            "faas.invocation_id" = %invocation_id,
             "app.protocol" = protocol,
             "error.type" = Empty,
             "app.stage" = Empty,

@@ -512,14 +512,17 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
 /// are one resource. The path keeps its case (App ID URIs may use it).
 pub fn normalize_resource(resource: &str) -> String {
     let resource = resource.trim().trim_end_matches('/');
-    // This runs on every cache lookup: one allocation, and a byte search
-    // (`str::find` with a string pattern sets up a two-way searcher each call).
-    let scheme_end = resource.as_bytes().windows(3).position(|w| w == b"://");
+    // This runs on every cache lookup: one allocation and plain byte scans
+    // (`str::find` sets up a searcher on each call; slice compares call memcmp).
+    let bytes = resource.as_bytes();
+    let scheme_end = (0..bytes.len().saturating_sub(2))
+        .find(|&i| bytes[i] == b':' && bytes[i + 1] == b'/' && bytes[i + 2] == b'/');
     let host_end = scheme_end.map_or(0, |i| {
         let authority = i + 3;
-        resource[authority..]
-            .find('/')
-            .map_or(resource.len(), |j| authority + j)
+        bytes[authority..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |j| authority + j)
     });
     let mut out = resource.to_owned();
     // `host_end` is at an ASCII `/` or the end, so on a char boundary.

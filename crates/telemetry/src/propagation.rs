@@ -55,6 +55,10 @@ impl TraceHeaders {
     /// The remote parent these headers describe; an empty context (start a new
     /// trace) when they are absent or malformed.
     pub fn context(&self) -> Context {
+        // What the propagator gives without a traceparent, without its parsing.
+        if self.traceparent.is_none() {
+            return Context::current();
+        }
         TraceContextPropagator::new().extract(self)
     }
 
