@@ -109,7 +109,8 @@ pub static ALL: &[FunctionSpec] = &[
         routes: &[("GET", "/api/token")],
         reads_headers: false,
         streams_body: false,
-        run: |i, s| Box::pin(token::run(i, s)),
+        // Boxes its own future (see `token::run`).
+        run: token::run,
     },
     FunctionSpec {
         name: "secrets",
@@ -186,8 +187,10 @@ pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
 /// Runs a function inside its server span (continuing the caller's trace); a
 /// problem becomes its problem+json reply, a log line and the span's error.
 ///
-/// Not an `async fn`: a wrapper future would hold the invocation a second
-/// time beside the inner one, and every request would pay for the copy.
+/// Not an `async fn`: the function's own future takes the invocation here,
+/// so what waits for it holds only the ids it logs. (A future holding the
+/// invocation beside the function's would be copied, at twice the size,
+/// on every request.)
 pub fn invoke<'a>(
     spec: &'static FunctionSpec,
     invocation: Invocation,
@@ -195,15 +198,6 @@ pub fn invoke<'a>(
 ) -> impl Future<Output = Reply> + 'a {
     use opentelemetry::context::FutureExt;
     let context = crate::telemetry::invocation_context(&invocation.trace);
-    // Its log lines belong to the invocation too, so they run in its context.
-    invoke_traced(spec, invocation, state).with_context(context)
-}
-
-async fn invoke_traced(
-    spec: &'static FunctionSpec,
-    invocation: Invocation,
-    state: &web::Data<AppState>,
-) -> Reply {
     let span = crate::telemetry::InvocationSpan::start(
         spec.name,
         invocation.method.as_str(),
@@ -212,13 +206,37 @@ async fn invoke_traced(
         invocation.protocol.as_str(),
         &invocation.trace,
     );
-    let protocol = invocation.protocol.as_str();
-    // The host's id, on the lines too, so they meet the host's own logs.
-    let invocation_id = invocation.invocation_id;
+    let call = Call {
+        function: spec.name,
+        protocol: invocation.protocol.as_str(),
+        // The host's id, on the lines too, so they meet the host's own logs.
+        invocation_id: invocation.invocation_id,
+    };
+    let run = (spec.run)(invocation, state.clone());
+    // Its log lines belong to the invocation too, so they run in its context.
+    answer(call, span, run, state).with_context(context)
+}
+
+/// What an invocation's log lines name.
+struct Call {
+    function: &'static str,
+    protocol: &'static str,
+    invocation_id: crate::invocation::InvocationId,
+}
+
+async fn answer(
+    call: Call,
+    span: tracing::Span,
+    run: LocalBoxFuture<'static, Outcome>,
+    state: &web::Data<AppState>,
+) -> Reply {
+    let Call {
+        function,
+        protocol,
+        invocation_id,
+    } = call;
     let started = std::time::Instant::now();
-    let outcome = (spec.run)(invocation, state.clone())
-        .instrument(span.clone())
-        .await;
+    let outcome = run.instrument(span.clone()).await;
     let _entered = span.enter();
     let reply = match outcome {
         Ok(reply) => reply,
@@ -228,7 +246,7 @@ async fn invoke_traced(
             let problem = Box::pin(failure.into_problem(state)).await;
             problem.record_on(&span);
             tracing::warn!(
-                function = spec.name,
+                function,
                 %invocation_id,
                 status = problem.status,
                 stage = ?problem.stage,
@@ -248,7 +266,7 @@ async fn invoke_traced(
         // One decimal, as people read it (78.2, not 78.21000000000001).
         let elapsed_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
         tracing::info!(
-            function = spec.name,
+            function,
             %invocation_id,
             protocol,
             status,

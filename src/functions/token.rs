@@ -13,18 +13,34 @@ use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web;
+use futures::future::LocalBoxFuture;
 use serde_json::json;
 
-pub async fn run(inv: Invocation, state: web::Data<AppState>) -> Outcome {
-    if let Some(target) = inv.query_one("check")? {
-        // Boxed: its calls to Azure make a large future, which would
-        // otherwise be copied on every (cached) token request.
-        return Box::pin(check(&inv, target, &state)).await;
+/// Parses the request here, so the future that waits for the token carries
+/// only the resource and identity, not the whole invocation.
+pub fn run(inv: Invocation, state: web::Data<AppState>) -> LocalBoxFuture<'static, Outcome> {
+    let refused = |problem: Problem| -> LocalBoxFuture<'static, Outcome> {
+        Box::pin(std::future::ready(Err(problem.into())))
+    };
+    let is_check = inv.query_one("check").map(|check| check.is_some());
+    match is_check {
+        Err(problem) => refused(problem),
+        Ok(true) => Box::pin(async move {
+            let target = inv.query_one("check")?.unwrap_or_default();
+            check(&inv, target, &state).await
+        }),
+        Ok(false) => match (resource_of(&inv), identity_of(&inv)) {
+            (Ok(resource), Ok(identity)) => Box::pin(mint(resource, identity, state)),
+            (Err(problem), _) | (_, Err(problem)) => refused(problem),
+        },
     }
-    let resource = resource_of(&inv)?;
-    let identity = identity_of(&inv)?;
-    // Parsed: the request is not carried across the await (a smaller future).
-    drop(inv);
+}
+
+async fn mint(
+    resource: Resource,
+    identity: Option<UserAssignedId>,
+    state: web::Data<AppState>,
+) -> Outcome {
     allowed(&state.settings.token_allowed_resources, &resource)?;
     let provided = state
         .identity
