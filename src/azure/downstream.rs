@@ -243,7 +243,7 @@ impl ApiClient {
             Some(federated) => {
                 let (exchanged, cached) = federated.token(&self.api.scope).await?;
                 let used = self.credential.describe(Some(federated.identity()));
-                (exchanged.token, exchanged.claims, cached, used)
+                (Arc::new(exchanged.token), exchanged.claims, cached, used)
             }
             None => {
                 let provided = self

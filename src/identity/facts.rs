@@ -62,10 +62,15 @@ impl TokenFacts {
 /// The facts of the tokens handed out lately, by resource and identity. A
 /// token refreshed (or replaced) for the same pair is decoded afresh.
 pub struct FactsCache {
-    entries: Mutex<lru::LruCache<u64, (String, Arc<TokenFacts>)>>,
+    /// Each entry keeps the token its facts are of: the token cache's own
+    /// copy, shared, so telling it apart is a pointer comparison.
+    entries: Mutex<Entries>,
     /// lru's own (foldhash, seeded per process): SipHash was most of a lookup.
     hasher: lru::DefaultHasher,
 }
+
+/// By a hash of (resource, identity): the token and its facts.
+type Entries = lru::LruCache<u64, (Arc<AccessToken>, Arc<TokenFacts>)>;
 
 /// Resources × identities a handler asks for: a few allow-listed resources,
 /// and the identities callers name.
@@ -90,22 +95,23 @@ impl FactsCache {
         &self,
         resource: &str,
         identity: &(impl std::hash::Hash + ?Sized),
-        token: &AccessToken,
+        token: &Arc<AccessToken>,
     ) -> Arc<TokenFacts> {
         let key = self.hasher.hash_one((resource, identity));
-        let secret = token.token.secret();
         if let Some((seen, facts)) = self.lock().get(&key)
-            && seen == secret
+            // The same cached token, or (from a chain that hands out copies,
+            // as developer sign-in does) an equal one.
+            && (Arc::ptr_eq(seen, token) || seen.token.secret() == token.token.secret())
         {
             return facts.clone();
         }
         // Decoded outside the lock: a burst of new tokens decodes in parallel.
         let facts = Arc::new(TokenFacts::of(token));
-        self.lock().put(key, (secret.to_owned(), facts.clone()));
+        self.lock().put(key, (token.clone(), facts.clone()));
         facts
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<u64, (String, Arc<TokenFacts>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic elsewhere cannot leave an entry half-written: use it as is.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -126,16 +132,16 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use time::OffsetDateTime;
 
-    fn token(payload: &str) -> AccessToken {
+    fn token(payload: &str) -> Arc<AccessToken> {
         let jwt = format!(
             "{}.{}.c2ln",
             URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
             URL_SAFE_NO_PAD.encode(payload)
         );
-        AccessToken::new(
+        Arc::new(AccessToken::new(
             jwt,
             OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
-        )
+        ))
     }
 
     #[test]
@@ -153,6 +159,14 @@ mod tests {
             &first,
         );
         assert!(Arc::ptr_eq(&a, &b), "a second request reuses the facts");
+        // A copy of the same token (developer sign-in hands out copies) too.
+        let copy = Arc::new((*first).clone());
+        let copied = cache.facts(
+            "https://vault.azure.net",
+            "app_service:system_assigned",
+            &copy,
+        );
+        assert!(Arc::ptr_eq(&a, &copied), "an equal token reuses the facts");
         assert_eq!(a.claims.as_ref().unwrap()["roles"][0], "A");
         assert_eq!(
             a.authorization_json,
@@ -175,7 +189,10 @@ mod tests {
 
     #[test]
     fn opaque_tokens_have_no_claims_and_facts_hold_no_signature() {
-        let opaque = AccessToken::new("opaque-token-value", OffsetDateTime::UNIX_EPOCH);
+        let opaque = Arc::new(AccessToken::new(
+            "opaque-token-value",
+            OffsetDateTime::UNIX_EPOCH,
+        ));
         let facts = FactsCache::default().facts("r", "i", &opaque);
         assert!(facts.claims.is_none());
         assert_eq!(facts.claims_json.get(), "null");

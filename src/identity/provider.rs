@@ -95,7 +95,8 @@ impl From<app_service_identity::IdentityDescription> for IdentityDescription {
 /// A token plus where it came from (never shown: only its claims are).
 #[derive(Debug, Clone)]
 pub struct ProvidedToken {
-    pub token: AccessToken,
+    /// Shared with the token cache (no copy of the secret per request).
+    pub token: Arc<AccessToken>,
     pub cached: bool,
     pub identity: IdentityDescription,
     /// Its claims, decoded once for this token (see [`FactsCache`]).
@@ -104,7 +105,7 @@ pub struct ProvidedToken {
 
 /// A token as a chain hands it out, before its facts are looked up.
 struct Obtained {
-    token: AccessToken,
+    token: Arc<AccessToken>,
     cached: bool,
     identity: IdentityDescription,
 }
@@ -477,7 +478,7 @@ impl IdentityProvider {
                     .await
                     .map_err(|e| TokenError::Developer(error_chain(&e)))?;
                 Ok(Obtained {
-                    token,
+                    token: Arc::new(token),
                     cached: false,
                     identity: IdentityDescription::new(CredentialSource::Developer, None),
                 })
@@ -541,7 +542,9 @@ impl IdentityProvider {
         identity: Option<&UserAssignedId>,
     ) -> azure_core::Result<AccessToken> {
         let resource = scope_to_resource(scopes).map_err(TokenError::from)?;
-        Ok(self.token(resource, identity).await?.token)
+        Ok(Arc::unwrap_or_clone(
+            self.token(resource, identity).await?.token,
+        ))
     }
 }
 

@@ -193,8 +193,9 @@ impl IdentityDescription {
 /// A token plus where it came from.
 #[derive(Debug, Clone)]
 pub struct ProvidedToken {
-    /// The token (its `Debug` is redacted).
-    pub token: AccessToken,
+    /// The token (its `Debug` is redacted), shared with the cache: handing
+    /// it out copies no secret.
+    pub token: Arc<AccessToken>,
     /// True when no request was made for it.
     pub cached: bool,
     /// The source and identity used.
@@ -326,7 +327,7 @@ impl ManagedIdentityCredential {
                         let (refresh_in, usable_for) =
                             token_cache::schedule(&token, fetcher.environment.now());
                         Ok(Fresh {
-                            value: token,
+                            value: Arc::new(token),
                             refresh_in,
                             usable_for,
                         })
@@ -545,7 +546,9 @@ impl ManagedIdentityCredential {
         identity: Option<&UserAssignedId>,
     ) -> azure_core::Result<AccessToken> {
         let resource = scope_to_resource(scopes)?;
-        Ok(self.token(resource, identity).await?.token)
+        Ok(Arc::unwrap_or_clone(
+            self.token(resource, identity).await?.token,
+        ))
     }
 }
 

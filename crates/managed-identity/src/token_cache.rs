@@ -36,7 +36,8 @@ pub(crate) struct TokenKey {
     pub resource: String,
 }
 
-pub(crate) type TokenCache = SingleFlightCache<TokenKey, AccessToken, IdentityError>;
+/// Tokens are kept shared: a cache hit hands out a reference, not a copy of the secret.
+pub(crate) type TokenCache = SingleFlightCache<TokenKey, Arc<AccessToken>, IdentityError>;
 
 /// The process-wide token cache.
 pub(crate) fn shared() -> Arc<TokenCache> {
@@ -96,10 +97,10 @@ mod tests {
             fetches.fetch_add(1, Ordering::SeqCst);
             async {
                 Ok(Fresh {
-                    value: AccessToken::new(
+                    value: Arc::new(AccessToken::new(
                         "t",
                         OffsetDateTime::now_utc() + time::Duration::hours(1),
-                    ),
+                    )),
                     refresh_in: Duration::from_secs(3000),
                     usable_for: Duration::from_secs(3500),
                 })
