@@ -190,26 +190,30 @@ impl serde::Serialize for InvocationId {
 /// (what `url::form_urlencoded::parse` gives). Most queries have nothing to
 /// decode; those are split without the decoder's per-byte passes.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    if query.bytes().any(|b| b == b'%' || b == b'+') {
-        return url::form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
-    }
-    // Split at ASCII bytes, so every slice is on a char boundary.
+    // One pass over the bytes, split at ASCII ones (so every slice is on a
+    // char boundary); at the first byte that needs decoding, the decoder.
     let mut pairs = Vec::new();
-    let mut rest = query;
-    while !rest.is_empty() {
-        let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
-        let pair = &rest[..end];
-        rest = rest.get(end + 1..).unwrap_or_default();
-        if pair.is_empty() {
-            continue;
+    let (mut start, mut equals) = (0, None);
+    for (i, b) in query.bytes().chain([b'&']).enumerate() {
+        match b {
+            b'%' | b'+' => {
+                return url::form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect();
+            }
+            b'=' if equals.is_none() => equals = Some(i),
+            b'&' => {
+                if i > start {
+                    let (k, v) = match equals {
+                        Some(e) => (&query[start..e], &query[e + 1..i]),
+                        None => (&query[start..i], ""),
+                    };
+                    pairs.push((k.to_owned(), v.to_owned()));
+                }
+                (start, equals) = (i + 1, None);
+            }
+            _ => {}
         }
-        let (k, v) = match pair.bytes().position(|b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, ""),
-        };
-        pairs.push((k.to_owned(), v.to_owned()));
     }
     pairs
 }
@@ -403,6 +407,8 @@ mod tests {
             "resource=https://vault.azure.net",
             "a=1&b=2&a=3",
             "&&a&=x&b==c&",
+            "a=b=c&=v&k=&&",
+            "x=1&y=%",
             "scope=https%3A%2F%2Fvault.azure.net%2F.default",
             "q=a+b&r=%2B&s=%zz&t=%E2%82%AC&u=%FF",
             "name=caf\u{e9}&x=\u{1f600}",

@@ -512,7 +512,7 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
 /// trailing `/`, so `HTTPS://Vault.Azure.NET/` and `https://vault.azure.net`
 /// are one resource. The path keeps its case (App ID URIs may use it).
 pub fn normalize_resource(resource: &str) -> String {
-    let resource = resource.trim().trim_end_matches('/');
+    let resource = trim(resource).trim_end_matches('/');
     // This runs on every cache lookup: one allocation and plain byte scans
     // (`str::find` sets up a searcher on each call; slice compares call memcmp).
     let bytes = resource.as_bytes();
@@ -529,6 +529,15 @@ pub fn normalize_resource(resource: &str) -> String {
     // `host_end` is at an ASCII `/` or the end, so on a char boundary.
     out[..host_end].make_ascii_lowercase();
     out
+}
+
+/// `str::trim`, without its per-char decoding when there is nothing to trim:
+/// an ASCII graphic byte at each end is not white space.
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
 }
 
 /// The credential acting as one particular user-assigned identity.
@@ -653,6 +662,8 @@ mod tests {
             "https://vault.azure.net",
             "HTTPS://VAULT.AZURE.NET/",
             "https://Vault.Azure.Net//",
+            " https://vault.azure.net\t",
+            "\u{a0}https://vault.azure.net/\u{3000}",
         ] {
             assert_eq!(normalize_resource(variant), "https://vault.azure.net");
         }
