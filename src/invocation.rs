@@ -178,11 +178,7 @@ impl std::fmt::Display for InvocationId {
 
 impl serde::Serialize for InvocationId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(
-            self.0
-                .hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer()),
-        )
+        s.collect_str(self)
     }
 }
 
