@@ -186,29 +186,23 @@ impl serde::Serialize for InvocationId {
 /// (what `url::form_urlencoded::parse` gives). Most queries have nothing to
 /// decode; those are split without the decoder's per-byte passes.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    // One pass over the bytes, split at ASCII ones (so every slice is on a
-    // char boundary); at the first byte that needs decoding, the decoder.
+    let bytes = query.as_bytes();
+    // Every search here is memchr (word-wide, not per byte), at ASCII bytes,
+    // so every slice is on a char boundary.
+    if memchr::memchr2(b'%', b'+', bytes).is_some() {
+        return url::form_urlencoded::parse(bytes).into_owned().collect();
+    }
     let mut pairs = Vec::new();
-    let (mut start, mut equals) = (0, None);
-    for (i, b) in query.bytes().chain([b'&']).enumerate() {
-        match b {
-            b'%' | b'+' => {
-                return url::form_urlencoded::parse(query.as_bytes())
-                    .into_owned()
-                    .collect();
-            }
-            b'=' if equals.is_none() => equals = Some(i),
-            b'&' => {
-                if i > start {
-                    let (k, v) = match equals {
-                        Some(e) => (&query[start..e], &query[e + 1..i]),
-                        None => (&query[start..i], ""),
-                    };
-                    pairs.push((k.to_owned(), v.to_owned()));
-                }
-                (start, equals) = (i + 1, None);
-            }
-            _ => {}
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'&', bytes).chain([bytes.len()]) {
+        let pair = &query[start..end];
+        start = end + 1;
+        if !pair.is_empty() {
+            let (key, value) = match memchr::memchr(b'=', pair.as_bytes()) {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, ""),
+            };
+            pairs.push((key.to_owned(), value.to_owned()));
         }
     }
     pairs
@@ -318,10 +312,17 @@ impl Reply {
             _ if self.content_type.is_empty() => {}
             // A constant needs no copy.
             Cow::Borrowed(constant) => {
-                res.insert_header((
-                    actix_web::http::header::CONTENT_TYPE,
-                    actix_web::http::header::HeaderValue::from_static(constant),
-                ));
+                use actix_web::http::header::HeaderValue;
+                // Checked at compile time: `from_static` checks each byte
+                // when it runs, and these two are most replies.
+                const JSON: HeaderValue = HeaderValue::from_static("application/json");
+                const PROBLEM: HeaderValue = HeaderValue::from_static("application/problem+json");
+                let value = match constant {
+                    "application/json" => JSON,
+                    "application/problem+json" => PROBLEM,
+                    other => HeaderValue::from_static(other),
+                };
+                res.insert_header((actix_web::http::header::CONTENT_TYPE, value));
             }
             Cow::Owned(given) => {
                 res.content_type(given);

@@ -6,7 +6,7 @@
 use super::{Failure, Outcome};
 use crate::azure::{ClientError, Stage};
 use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, pick};
-use crate::identity::{UserAssignedId, scope_to_resource};
+use crate::identity::{ProvidedToken, UserAssignedId, scope_to_resource};
 use crate::invocation::{Invocation, Reply};
 use crate::names::Resource;
 use crate::problem::{Problem, ProblemType};
@@ -22,17 +22,97 @@ pub fn run(inv: Invocation, state: web::Data<AppState>) -> LocalBoxFuture<'stati
     let refused = |problem: Problem| -> LocalBoxFuture<'static, Outcome> {
         Box::pin(std::future::ready(Err(problem.into())))
     };
-    let is_check = inv.query_one("check").map(|check| check.is_some());
-    match is_check {
-        Err(problem) => refused(problem),
-        Ok(true) => Box::pin(async move {
-            let target = inv.query_one("check")?.unwrap_or_default();
-            check(&inv, target, &state).await
-        }),
-        Ok(false) => match (resource_of(&inv), identity_of(&inv)) {
-            (Ok(resource), Ok(identity)) => Box::pin(mint(resource, identity, state)),
-            (Err(problem), _) | (_, Err(problem)) => refused(problem),
-        },
+    let query = match TokenQuery::of(&inv) {
+        Ok(query) => query,
+        Err(problem) => return refused(problem),
+    };
+    if query.check.is_some() {
+        return Box::pin(async move {
+            let query = TokenQuery::of(&inv)?;
+            check(&query, &state).await
+        });
+    }
+    let (resource, identity) = match (query.resource(), query.identity()) {
+        (Ok(resource), Ok(identity)) => (resource, identity),
+        (Err(problem), _) | (_, Err(problem)) => return refused(problem),
+    };
+    if let Err(problem) = allowed(&state.settings.token_allowed_resources, &resource) {
+        return refused(problem);
+    }
+    // A token in the cache needs no future that waits for it.
+    match state.identity.cached(resource.as_str(), identity.as_ref()) {
+        Some(provided) => Box::pin(std::future::ready(Ok(shown(&resource, &provided)))),
+        None => Box::pin(mint(resource, identity, state)),
+    }
+}
+
+/// The query parameters `/api/token` reads, each given at most once (a
+/// repeated one is a 400); others are ignored.
+#[derive(Default)]
+struct TokenQuery<'a> {
+    check: Option<&'a str>,
+    resource: Option<&'a str>,
+    scope: Option<&'a str>,
+    client_id: Option<&'a str>,
+    object_id: Option<&'a str>,
+    mi_res_id: Option<&'a str>,
+}
+
+impl<'a> TokenQuery<'a> {
+    /// One pass over the query.
+    fn of(inv: &'a Invocation) -> Result<Self, Problem> {
+        let mut query = Self::default();
+        for (name, value) in &inv.query {
+            let slot = match name.as_str() {
+                "check" => &mut query.check,
+                "resource" => &mut query.resource,
+                "scope" => &mut query.scope,
+                "client_id" => &mut query.client_id,
+                "object_id" => &mut query.object_id,
+                "mi_res_id" => &mut query.mi_res_id,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(Problem::bad_request(format!(
+                    "query parameter {name} is given more than once"
+                )));
+            }
+        }
+        Ok(query)
+    }
+
+    fn resource(&self) -> Result<Resource, Problem> {
+        let resource = match (self.resource, self.scope) {
+            (Some(r), None) => r,
+            (None, Some(s)) => {
+                scope_to_resource(&[s.trim()]).map_err(|e| Problem::bad_request(e.to_string()))?
+            }
+            _ => {
+                return Err(Problem::bad_request(
+                    "give exactly one of ?resource= (e.g. https://vault.azure.net) or ?scope= (e.g. https://vault.azure.net/.default)",
+                ));
+            }
+        };
+        // The scope character rule Azure.Identity applies, so nothing odd reaches the endpoint.
+        Ok(Resource::parse(resource)?)
+    }
+
+    fn identity(&self) -> Result<Option<UserAssignedId>, Problem> {
+        let given = [
+            ("client_id", self.client_id),
+            ("object_id", self.object_id),
+            ("mi_res_id", self.mi_res_id),
+        ];
+        let mut given = given.iter().filter_map(|(kind, v)| Some((*kind, (*v)?)));
+        match (given.next(), given.next()) {
+            (None, _) => Ok(None),
+            (Some((kind, value)), None) => UserAssignedId::parse(kind, value)
+                .map(Some)
+                .map_err(Problem::bad_request),
+            (Some(_), Some(_)) => Err(Problem::bad_request(
+                "give at most one of client_id, object_id and mi_res_id",
+            )),
+        }
     }
 }
 
@@ -41,7 +121,6 @@ async fn mint(
     identity: Option<UserAssignedId>,
     state: web::Data<AppState>,
 ) -> Outcome {
-    allowed(&state.settings.token_allowed_resources, &resource)?;
     let provided = state
         .identity
         .token(resource.as_str(), identity.as_ref())
@@ -51,11 +130,15 @@ async fn mint(
             // Diagnose with the identity this request chose, not the default.
             identity: identity.clone(),
         })?;
-    // The same token, resource and identity always make the same reply.
+    Ok(shown(&resource, &provided))
+}
+
+/// The reply: the same token, resource and identity always make the same one.
+fn shown(resource: &Resource, provided: &ProvidedToken) -> Reply {
     let facts = &provided.facts;
     let body = facts.reply(provided.cached, || {
         Reply::ok_json(&TokenShown {
-            resource: &resource,
+            resource,
             expires_on: &facts.expires_on,
             cached: provided.cached,
             identity: &provided.identity,
@@ -63,7 +146,7 @@ async fn mint(
         })
         .body
     });
-    Ok(Reply::bytes(StatusCode::OK, "application/json", body))
+    Reply::bytes(StatusCode::OK, "application/json", body)
 }
 
 /// What `/api/token` answers: the token's claims (decoded once per token),
@@ -75,22 +158,6 @@ struct TokenShown<'a> {
     cached: bool,
     identity: &'a crate::identity::IdentityDescription,
     claims: &'a serde_json::value::RawValue,
-}
-
-fn resource_of(inv: &Invocation) -> Result<Resource, Problem> {
-    let resource = match (inv.query_one("resource")?, inv.query_one("scope")?) {
-        (Some(r), None) => r,
-        (None, Some(s)) => {
-            scope_to_resource(&[s.trim()]).map_err(|e| Problem::bad_request(e.to_string()))?
-        }
-        _ => {
-            return Err(Problem::bad_request(
-                "give exactly one of ?resource= (e.g. https://vault.azure.net) or ?scope= (e.g. https://vault.azure.net/.default)",
-            ));
-        }
-    };
-    // The scope character rule Azure.Identity applies, so nothing odd reaches the endpoint.
-    Ok(Resource::parse(resource)?)
 }
 
 /// `TOKEN_ALLOWED_RESOURCES`: the function mints only for what the list names,
@@ -108,35 +175,18 @@ fn allowed(allow_list: &[Resource], wanted: &Resource) -> Result<(), Problem> {
     .hint("Add the resource to the TOKEN_ALLOWED_RESOURCES app setting (comma-separated) if callers should see its tokens' claims. By default it lists only the resources the app itself uses."))
 }
 
-fn identity_of(inv: &Invocation) -> Result<Option<UserAssignedId>, Problem> {
-    let mut given = vec![];
-    for kind in ["client_id", "object_id", "mi_res_id"] {
-        if let Some(v) = inv.query_one(kind)? {
-            given.push((kind, v));
-        }
-    }
-    match given.as_slice() {
-        [] => Ok(None),
-        [(kind, value)] => UserAssignedId::parse(kind, value)
-            .map(Some)
-            .map_err(Problem::bad_request),
-        _ => Err(Problem::bad_request(
-            "give at most one of client_id, object_id and mi_res_id",
-        )),
-    }
-}
-
 /// `?check=keyvault|storage|<api>`: a harmless authenticated call to the target,
 /// as the default identity or the one named in the request. "ok" with the
 /// principal used, or the diagnosed refusal.
-async fn check(inv: &Invocation, target: &str, state: &AppState) -> Outcome {
-    if inv.query_one("resource")?.is_some() || inv.query_one("scope")?.is_some() {
+async fn check(query: &TokenQuery<'_>, state: &AppState) -> Outcome {
+    let target = query.check.unwrap_or_default();
+    if query.resource.is_some() || query.scope.is_some() {
         return Err(Problem::bad_request(
             "check= names its own resource; do not add resource= or scope=",
         )
         .into());
     }
-    let identity = identity_of(inv)?;
+    let identity = query.identity()?;
     let settings = &state.settings;
     let (resource, target_url, result) = match target {
         "keyvault" => {

@@ -416,26 +416,7 @@ impl IdentityProvider {
             .token_untraced(resource, identity)
             .instrument(span.clone())
             .await
-            .map(|obtained| {
-                let facts = self
-                    .facts
-                    .facts(resource, &obtained.identity, &obtained.token);
-                if !span.is_disabled() {
-                    crate::telemetry::record_token(
-                        &span,
-                        resource,
-                        obtained.cached,
-                        &obtained.identity.to_string(),
-                        &facts.authorization_json,
-                    );
-                }
-                ProvidedToken {
-                    token: obtained.token,
-                    cached: obtained.cached,
-                    identity: obtained.identity,
-                    facts,
-                }
-            });
+            .map(|obtained| self.provided(resource, obtained, &span));
         if let Err(e) = &result {
             crate::telemetry::record_failure(
                 &span,
@@ -449,6 +430,50 @@ impl IdentityProvider {
             );
         }
         result
+    }
+
+    /// What [`token`](Self::token) would answer at once from a managed
+    /// identity's cache (a token that needs no refresh yet), without a
+    /// future to wait on; `None` means "await `token`". The same span is
+    /// recorded either way.
+    pub fn cached(
+        &self,
+        resource: &str,
+        identity: Option<&UserAssignedId>,
+    ) -> Option<ProvidedToken> {
+        let Chain::Managed(credential) = &self.chain else {
+            return None;
+        };
+        let cached = credential.cached_token(resource, identity)?;
+        let span = crate::telemetry::token_span(resource);
+        let obtained = Obtained {
+            token: cached.token,
+            cached: cached.cached,
+            identity: cached.identity.into(),
+        };
+        Some(self.provided(resource, obtained, &span))
+    }
+
+    /// The token with its facts, recorded on its span.
+    fn provided(&self, resource: &str, obtained: Obtained, span: &tracing::Span) -> ProvidedToken {
+        let facts = self
+            .facts
+            .facts(resource, &obtained.identity, &obtained.token);
+        if !span.is_disabled() {
+            crate::telemetry::record_token(
+                span,
+                resource,
+                obtained.cached,
+                &obtained.identity.to_string(),
+                &facts.authorization_json,
+            );
+        }
+        ProvidedToken {
+            token: obtained.token,
+            cached: obtained.cached,
+            identity: obtained.identity,
+            facts,
+        }
     }
 
     async fn token_untraced(

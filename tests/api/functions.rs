@@ -83,6 +83,46 @@ async fn token_shows_claims_but_never_the_token() {
         second["cached"], true,
         "second call is served from the cache"
     );
+    // The cached answer (no future waits for it) is the fresh one's twin.
+    let mut expected = json.clone();
+    expected["cached"] = json!(true);
+    assert_eq!(second, expected);
+}
+
+#[tokio::test]
+async fn token_refuses_repeated_and_conflicting_parameters() {
+    let app = spawn_app().await;
+    let id = "00000000-0000-0000-0000-0000000000aa";
+    for (query, says) in [
+        (
+            "resource=https://vault.azure.net&resource=https://storage.azure.com".to_owned(),
+            "query parameter resource is given more than once",
+        ),
+        (
+            "resource=https://vault.azure.net&scope=https://vault.azure.net/.default".to_owned(),
+            "give exactly one of ?resource=",
+        ),
+        (
+            format!("resource=https://vault.azure.net&client_id={id}&object_id={id}"),
+            "give at most one of client_id, object_id and mi_res_id",
+        ),
+        (
+            "check=keyvault&check=storage".to_owned(),
+            "query parameter check is given more than once",
+        ),
+        (
+            "check=keyvault&resource=https://vault.azure.net".to_owned(),
+            "check= names its own resource",
+        ),
+    ] {
+        let (status, body) = problem(app.get(&format!("/api/token?{query}")).await).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+    }
+    assert!(app.identity.received_requests().await.unwrap().is_empty());
 }
 
 #[tokio::test]

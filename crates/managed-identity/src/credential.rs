@@ -6,7 +6,7 @@ use crate::response::{parse_error, parse_token};
 use crate::retry::{RetryOptions, is_retriable, parse_retry_after};
 use crate::single_flight::{Failed, Fresh, Miss, Served};
 use crate::source::{IMDS_TOKEN_URL, IdentitySource, SourceKind};
-use crate::token_cache::{self, TokenCache, TokenKey};
+use crate::token_cache::{self, EndpointKey, TokenCache, TokenKey};
 use crate::transport::{EndpointRequest, IdentityTransport};
 use crate::user_assigned::{SelectorKind, UserAssignedId};
 use async_trait::async_trait;
@@ -218,7 +218,7 @@ pub struct ManagedIdentityCredential {
     default_identity: Option<UserAssignedId>,
     cache: Arc<TokenCache>,
     /// The source and endpoint, part of every cache key.
-    endpoint_key: Arc<str>,
+    endpoint_key: EndpointKey,
 }
 
 impl fmt::Debug for ManagedIdentityCredential {
@@ -253,8 +253,8 @@ impl ManagedIdentityCredential {
                     .expect("static reqwest configuration is valid"),
             )
         });
-        let endpoint_key: Arc<str> =
-            format!("{}|{}", source.kind().as_str(), source.endpoint()).into();
+        let endpoint_key =
+            EndpointKey::new(format!("{}|{}", source.kind().as_str(), source.endpoint()));
         Ok(Arc::new(Self {
             fetcher: Arc::new(Fetcher {
                 source,
@@ -307,12 +307,7 @@ impl ManagedIdentityCredential {
             return Err(IdentityError::InvalidScopes("the resource is empty".into()));
         }
         self.fetcher.source.check_selector(identity)?;
-        // Variants Entra treats as one resource share one entry (and one token).
-        let key = TokenKey {
-            endpoint: self.endpoint_key.clone(),
-            identity: identity.cloned(),
-            resource: normalize_resource(resource),
-        };
+        let key = self.key(resource, identity);
         let fetch = || {
             // Built only when a fetch starts (never on cache hits).
             let fetcher = self.fetcher.clone();
@@ -365,6 +360,33 @@ impl ManagedIdentityCredential {
             cached: served == Served::Cached,
             identity: IdentityDescription::new(self.source_kind(), identity),
         })
+    }
+
+    /// The token [`token`](Self::token) would hand out from the cache without
+    /// waiting: `Some` while a cached token needs no refresh, else `None`
+    /// (then await `token`). For hot paths that need no future on a hit.
+    pub fn cached_token(
+        &self,
+        resource: &str,
+        identity: Option<&UserAssignedId>,
+    ) -> Option<ProvidedToken> {
+        let identity = identity.or(self.default_identity.as_ref());
+        let token = self.cache.fresh(&self.key(resource, identity))?;
+        Some(ProvidedToken {
+            token,
+            cached: true,
+            identity: IdentityDescription::new(self.source_kind(), identity),
+        })
+    }
+
+    /// What a token for `resource` as `identity` is cached under. Variants
+    /// Entra treats as one resource share one entry (and one token).
+    fn key(&self, resource: &str, identity: Option<&UserAssignedId>) -> TokenKey {
+        TokenKey {
+            endpoint: self.endpoint_key.clone(),
+            identity: identity.cloned(),
+            resource: normalize_resource(resource),
+        }
     }
 
     /// A `TokenCredential` that always asks for `identity` (or the default).
@@ -513,6 +535,14 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
 /// are one resource. The path keeps its case (App ID URIs may use it).
 pub fn normalize_resource(resource: &str) -> String {
     let resource = trim(resource).trim_end_matches('/');
+    // Most resources are lower case already: nothing to find or fold.
+    // (A fold, not `any`: with no early exit it runs many bytes at a time.)
+    if !resource
+        .bytes()
+        .fold(false, |upper, b| upper | b.is_ascii_uppercase())
+    {
+        return resource.to_owned();
+    }
     // This runs on every cache lookup: one allocation and plain byte scans
     // (`str::find` sets up a searcher on each call; slice compares call memcmp).
     let bytes = resource.as_bytes();
@@ -669,6 +699,7 @@ mod tests {
         }
         assert_eq!(normalize_resource("api://AbC/Path/"), "api://abc/Path");
         assert_eq!(normalize_resource("5e29463d-71DA"), "5e29463d-71DA");
+        assert_eq!(normalize_resource("api://abc/path//"), "api://abc/path");
     }
 
     #[test]

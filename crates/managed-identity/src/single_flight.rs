@@ -212,6 +212,18 @@ where
         }
     }
 
+    /// The key's stored value while it needs no refresh: what [`get`](Self::get)
+    /// would serve at once. `None` means only "call `get`" (nothing stored,
+    /// or a refresh is due, or a failure is remembered).
+    pub fn fresh(&self, key: &K) -> Option<V> {
+        // Both locks at once, slots first: nothing takes the slots' lock
+        // while holding a slot's, so this cannot deadlock.
+        let mut slots = self.slots.lock().expect("cache poisoned");
+        let state = slots.get(key)?.state.lock().expect("cache slot poisoned");
+        let stored = state.stored.as_ref()?;
+        (Instant::now() < stored.refresh_at).then(|| stored.value.clone())
+    }
+
     /// Forgets `key`'s value and remembered failure (e.g. after the service
     /// said the value no longer works). A fetch in flight still completes.
     pub fn invalidate(&self, key: &K) {
@@ -334,6 +346,32 @@ mod tests {
             assert_eq!(t.await.unwrap(), Err(Miss::Failed("down".into())));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_serves_only_what_get_would_serve_at_once() {
+        let c = cache();
+        assert_eq!(c.fresh(&"k"), None, "nothing stored");
+        let failing = || async {
+            Err::<Fresh<u32>, _>(Failed {
+                error: "down".to_string(),
+                remember_for: Duration::from_secs(5),
+            })
+        };
+        assert!(c.get(&"k", failing).await.is_err());
+        assert_eq!(c.fresh(&"k"), None, "a remembered failure is not a value");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        c.get(&"k", || async { fresh(3, 100) }).await.unwrap();
+        assert_eq!(c.fresh(&"k"), Some(3));
+        assert_eq!(c.fresh(&"other"), None);
+        tokio::time::advance(Duration::from_secs(50)).await;
+        // Due for refresh: still usable, but only `get` may start the refresh.
+        assert_eq!(c.fresh(&"k"), None);
+        assert_eq!(
+            c.get(&"k", || async { fresh(4, 100) }).await,
+            Ok((4, Served::Fetched))
+        );
+        assert_eq!(c.fresh(&"k"), Some(4));
     }
 
     #[tokio::test(start_paused = true)]

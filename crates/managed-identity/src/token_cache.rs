@@ -9,6 +9,7 @@ use crate::IdentityError;
 use crate::single_flight::SingleFlightCache;
 use crate::user_assigned::UserAssignedId;
 use azure_core::credentials::AccessToken;
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,10 +31,46 @@ pub const MAX_CACHED_TOKENS: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKey {
     /// The endpoint (source and URL): two endpoints never share a token.
-    pub endpoint: Arc<str>,
+    pub endpoint: EndpointKey,
     pub identity: Option<UserAssignedId>,
     /// The resource as Entra compares it ([`crate::normalize_resource`]).
     pub resource: String,
+}
+
+/// A credential's source and endpoint URL, as part of a [`TokenKey`]:
+/// compared in full, but hashed once, when the credential is built (not the
+/// whole URL on every lookup).
+#[derive(Clone, Debug)]
+pub(crate) struct EndpointKey {
+    text: Arc<str>,
+    hash: u64,
+}
+
+impl EndpointKey {
+    pub fn new(text: String) -> Self {
+        // A fixed hasher: equal endpoints of separate credentials must hash alike.
+        let hash =
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(&text);
+        Self {
+            text: text.into(),
+            hash,
+        }
+    }
+}
+
+impl PartialEq for EndpointKey {
+    fn eq(&self, other: &Self) -> bool {
+        // One credential's key, or an equal one (and so an equal hash).
+        Arc::ptr_eq(&self.text, &other.text) || self.text == other.text
+    }
+}
+
+impl Eq for EndpointKey {}
+
+impl std::hash::Hash for EndpointKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// Tokens are kept shared: a cache hit hands out a reference, not a copy of the secret.
@@ -81,9 +118,22 @@ mod tests {
         assert_eq!(schedule(&at(-10), now), (Duration::ZERO, Duration::ZERO));
     }
 
+    #[test]
+    fn equal_endpoints_of_separate_credentials_are_one_key() {
+        let hasher = lru::DefaultHasher::default();
+        let hash = |k: &EndpointKey| hasher.hash_one(k);
+        let (a, b) = (
+            EndpointKey::new("e|x".into()),
+            EndpointKey::new("e|x".into()),
+        );
+        assert_eq!(a, b);
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(a, EndpointKey::new("e|y".into()));
+    }
+
     fn key(resource: String) -> TokenKey {
         TokenKey {
-            endpoint: "test".into(),
+            endpoint: EndpointKey::new("test".into()),
             identity: None,
             resource,
         }

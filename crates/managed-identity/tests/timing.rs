@@ -455,3 +455,30 @@ async fn credentials_with_equivalent_options_share_the_process_cache() {
     );
     assert_eq!(endpoint.calls().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cached_token_is_what_token_serves_without_waiting() {
+    let endpoint = Scripted::new(vec![ok(7300)]);
+    let p = remembering(endpoint.clone());
+    let vault = "https://vault.azure.net";
+    assert!(p.cached_token(vault, None).is_none(), "nothing fetched yet");
+    let fetched = p.token(vault, None).await.unwrap();
+    // Any variant Entra treats as the same resource, as `token` would.
+    let cached = p.cached_token("HTTPS://Vault.Azure.NET/", None).unwrap();
+    assert!(cached.cached);
+    assert!(Arc::ptr_eq(&cached.token, &fetched.token), "no copy");
+    assert_eq!(cached.identity, fetched.identity);
+    let other = UserAssignedId::parse("client_id", "00000000-0000-0000-0000-0000000000aa").unwrap();
+    assert!(
+        p.cached_token(vault, Some(&other)).is_none(),
+        "another identity"
+    );
+    tokio::time::advance(Duration::from_secs(3700)).await; // past half-life
+    assert!(
+        p.cached_token(vault, None).is_none(),
+        "a refresh is due: only `token` starts it"
+    );
+    assert!(!p.token(vault, None).await.unwrap().cached, "refreshed");
+    assert_eq!(endpoint.calls().len(), 2);
+    assert!(p.cached_token(vault, None).is_some());
+}
