@@ -17,7 +17,8 @@ use futures::future::LocalBoxFuture;
 use serde_json::json;
 
 /// Parses the request here, so the future that waits for the token carries
-/// only the resource and identity, not the whole invocation.
+/// only the resource and identity, not the whole invocation; a token the
+/// cache holds is answered at once, with no such future.
 pub fn run(inv: Invocation, state: web::Data<AppState>) -> LocalBoxFuture<'static, Outcome> {
     let refused = |problem: Problem| -> LocalBoxFuture<'static, Outcome> {
         Box::pin(std::future::ready(Err(problem.into())))
