@@ -283,6 +283,17 @@ async fn spans_and_logs_carry_the_trace_and_never_a_secret() {
         cached.contains(&"false".into()) && cached.contains(&"true".into()),
         "{cached:?}"
     );
+    // Every token span, fetched or answered from the cache at once, belongs
+    // to its invocation: the caller's trace, under one of the run's spans.
+    for token in spans.iter().filter(|s| s.name == "get token") {
+        assert_eq!(token.span_context.trace_id().to_string(), TRACE_ID);
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.span_context.span_id() == token.parent_span_id),
+            "{token:#?}"
+        );
+    }
 
     // Log lines inside a request carry the trace.
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

@@ -212,7 +212,13 @@ pub fn invoke<'a>(
         // The host's id, on the lines too, so they meet the host's own logs.
         invocation_id: invocation.invocation_id,
     };
-    let run = (spec.run)(invocation, state.clone());
+    // What the function does before its future (all of it, for a reply it
+    // has at once) belongs to the invocation too: its span and context.
+    let run = {
+        let _context = context.clone().attach();
+        let _entered = span.enter();
+        (spec.run)(invocation, state.clone())
+    };
     // Its log lines belong to the invocation too, so they run in its context.
     answer(call, span, run, state).with_context(context)
 }
