@@ -73,9 +73,10 @@ impl Protocol {
             let first = values.next().and_then(|v| v.to_str().ok());
             first.filter(|_| values.next().is_none())
         };
-        match (single(&INVOCATION_ID), single(&PROXY_INVOCATION_ID)) {
+        // The second header is looked for only when the first is there.
+        match single(&INVOCATION_ID).and_then(|a| Some((a, single(&PROXY_INVOCATION_ID)?))) {
             // Equal, so one GUID check serves both.
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) && uuid::Uuid::try_parse(a).is_ok() => {
+            Some((a, b)) if a.eq_ignore_ascii_case(b) && uuid::Uuid::try_parse(a).is_ok() => {
                 Protocol::Proxy
             }
             _ => Protocol::Forward,

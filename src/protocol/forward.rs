@@ -19,8 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 actix_web::http::Method::from_bytes(method.as_bytes()).expect("valid method");
             cfg.route(
                 path,
-                web::method(method)
-                    .to(move |req, payload, state| handle(spec, req, payload, state)),
+                web::method(method).to(move |req, payload| handle(spec, req, payload)),
             );
         }
     }
@@ -30,8 +29,12 @@ async fn handle(
     spec: &'static FunctionSpec,
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
 ) -> HttpResponse {
+    // From the request, not a third extractor: one future fewer per request.
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("startup registers the app state")
+        .clone();
     let limit = state.limits.max_body_bytes;
     let (body, body_stream) = if spec.streams_body {
         let chunks = futures::StreamExt::map(payload, |chunk| chunk.map_err(|e| e.to_string()));

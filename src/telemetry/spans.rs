@@ -59,6 +59,10 @@ impl Invocation {
 
     /// Records the reply's status; a 5xx marks the server span as failed.
     pub fn finish(span: &Span, status: u16) {
+        // Nothing to record on a span that is not built (ids without spans).
+        if span.is_disabled() {
+            return;
+        }
         span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             span.record("otel.status_code", "error");

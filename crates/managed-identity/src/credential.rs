@@ -6,11 +6,12 @@ use crate::response::{parse_error, parse_token};
 use crate::retry::{RetryOptions, is_retriable, parse_retry_after};
 use crate::single_flight::{Failed, Fresh, Miss, Served};
 use crate::source::{IMDS_TOKEN_URL, IdentitySource, SourceKind};
-use crate::token_cache::{self, EndpointKey, TokenCache, TokenKey};
+use crate::token_cache::{self, EndpointKey, KeyParts, KeyRef, TokenCache, TokenKey};
 use crate::transport::{EndpointRequest, IdentityTransport};
 use crate::user_assigned::{SelectorKind, UserAssignedId};
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use std::{fmt, sync::Arc};
@@ -371,7 +372,13 @@ impl ManagedIdentityCredential {
         identity: Option<&UserAssignedId>,
     ) -> Option<ProvidedToken> {
         let identity = identity.or(self.default_identity.as_ref());
-        let token = self.cache.fresh(&self.key(resource, identity))?;
+        let resource = normalized(resource);
+        let key = KeyRef {
+            endpoint: &self.endpoint_key,
+            identity,
+            resource: &resource,
+        };
+        let token = self.cache.fresh(&key as &dyn KeyParts)?;
         Some(ProvidedToken {
             token,
             cached: true,
@@ -534,6 +541,11 @@ pub fn scope_to_resource<'a>(scopes: &[&'a str]) -> Result<&'a str, IdentityErro
 /// trailing `/`, so `HTTPS://Vault.Azure.NET/` and `https://vault.azure.net`
 /// are one resource. The path keeps its case (App ID URIs may use it).
 pub fn normalize_resource(resource: &str) -> String {
+    normalized(resource).into_owned()
+}
+
+/// [`normalize_resource`], borrowing a resource that is already normalized.
+fn normalized(resource: &str) -> Cow<'_, str> {
     let resource = trim(resource).trim_end_matches('/');
     // Most resources are lower case already: nothing to find or fold.
     // (A fold, not `any`: with no early exit it runs many bytes at a time.)
@@ -541,9 +553,9 @@ pub fn normalize_resource(resource: &str) -> String {
         .bytes()
         .fold(false, |upper, b| upper | b.is_ascii_uppercase())
     {
-        return resource.to_owned();
+        return Cow::Borrowed(resource);
     }
-    // This runs on every cache lookup: one allocation and plain byte scans
+    // Plain byte scans
     // (`str::find` sets up a searcher on each call; slice compares call memcmp).
     let bytes = resource.as_bytes();
     let scheme_end = (0..bytes.len().saturating_sub(2))
@@ -558,7 +570,7 @@ pub fn normalize_resource(resource: &str) -> String {
     let mut out = resource.to_owned();
     // `host_end` is at an ASCII `/` or the end, so on a char boundary.
     out[..host_end].make_ascii_lowercase();
-    out
+    Cow::Owned(out)
 }
 
 /// `str::trim`, without its per-char decoding when there is nothing to trim:

@@ -215,7 +215,11 @@ where
     /// The key's stored value while it needs no refresh: what [`get`](Self::get)
     /// would serve at once. `None` means only "call `get`" (nothing stored,
     /// or a refresh is due, or a failure is remembered).
-    pub fn fresh(&self, key: &K) -> Option<V> {
+    pub fn fresh<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         // Both locks at once, slots first: nothing takes the slots' lock
         // while holding a slot's, so this cannot deadlock.
         let mut slots = self.slots.lock().expect("cache poisoned");

@@ -28,7 +28,7 @@ const MIN_REMAINING: Duration = Duration::from_secs(30);
 pub const MAX_CACHED_TOKENS: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 
 /// What a token is cached under.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub(crate) struct TokenKey {
     /// The endpoint (source and URL): two endpoints never share a token.
     pub endpoint: EndpointKey,
@@ -36,6 +36,73 @@ pub(crate) struct TokenKey {
     /// The resource as Entra compares it ([`crate::normalize_resource`]).
     pub resource: String,
 }
+
+/// A [`TokenKey`]'s parts by reference: what a cache hit looks up with, so
+/// it builds (and allocates) no key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct KeyRef<'a> {
+    pub endpoint: &'a EndpointKey,
+    pub identity: Option<&'a UserAssignedId>,
+    pub resource: &'a str,
+}
+
+/// A key, owned or borrowed. An owned [`TokenKey`] borrows as
+/// `dyn KeyParts` (the standard way to look a composite key up by
+/// reference), and both hash and compare through [`KeyParts::parts`].
+pub(crate) trait KeyParts {
+    fn parts(&self) -> KeyRef<'_>;
+}
+
+impl KeyParts for TokenKey {
+    fn parts(&self) -> KeyRef<'_> {
+        KeyRef {
+            endpoint: &self.endpoint,
+            identity: self.identity.as_ref(),
+            resource: &self.resource,
+        }
+    }
+}
+
+impl KeyParts for KeyRef<'_> {
+    fn parts(&self) -> KeyRef<'_> {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn KeyParts + 'a> for TokenKey {
+    fn borrow(&self) -> &(dyn KeyParts + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn KeyParts + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyParts + '_ {}
+
+// The owned key hashes and compares as its borrowed form must (`Borrow`'s rule).
+impl std::hash::Hash for TokenKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for TokenKey {}
 
 /// A credential's source and endpoint URL, as part of a [`TokenKey`]:
 /// compared in full, but hashed once, when the credential is built (not the
@@ -129,6 +196,34 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(hash(&a), hash(&b));
         assert_ne!(a, EndpointKey::new("e|y".into()));
+    }
+
+    #[test]
+    fn a_key_by_reference_hashes_and_compares_as_the_owned_key() {
+        let hasher = lru::DefaultHasher::default();
+        let id =
+            UserAssignedId::parse("client_id", "00000000-0000-0000-0000-0000000000aa").unwrap();
+        let owned = TokenKey {
+            identity: Some(id.clone()),
+            ..key("https://vault.azure.net".into())
+        };
+        let borrowed = KeyRef {
+            endpoint: &owned.endpoint,
+            identity: Some(&id),
+            resource: "https://vault.azure.net",
+        };
+        let as_parts = |k: &TokenKey| -> u64 { hasher.hash_one(k as &dyn KeyParts) };
+        assert_eq!(hasher.hash_one(&owned), as_parts(&owned));
+        assert_eq!(
+            hasher.hash_one(&owned),
+            hasher.hash_one(&borrowed as &dyn KeyParts)
+        );
+        assert!(&owned as &dyn KeyParts == &borrowed as &dyn KeyParts);
+        let other = KeyRef {
+            identity: None,
+            ..borrowed
+        };
+        assert!(&owned as &dyn KeyParts != &other as &dyn KeyParts);
     }
 
     fn key(resource: String) -> TokenKey {
