@@ -209,6 +209,11 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     pairs
 }
 
+/// The 400 for a query parameter that may be given only once.
+pub fn repeated_query_parameter(name: &str) -> Problem {
+    Problem::bad_request(format!("query parameter {name} is given more than once"))
+}
+
 impl Invocation {
     pub fn param(&self, name: &str) -> Option<&str> {
         // The last one, as a map built from the pairs would keep.
@@ -225,9 +230,7 @@ impl Invocation {
         let mut values = self.query.iter().filter(|(k, _)| k == name);
         let first = values.next().map(|(_, v)| v.as_str());
         if values.next().is_some() {
-            return Err(Problem::bad_request(format!(
-                "query parameter {name} is given more than once"
-            )));
+            return Err(repeated_query_parameter(name));
         }
         Ok(first)
     }

@@ -219,7 +219,7 @@ pub fn invoke<'a>(
         let _entered = span.enter();
         (spec.run)(invocation, state.clone())
     };
-    // Its log lines belong to the invocation too, so they run in its context.
+    // And so does everything after: its future and the lines that follow it.
     answer(call, span, run, state).with_context(context)
 }
 

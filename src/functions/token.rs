@@ -7,7 +7,7 @@ use super::{Failure, Outcome};
 use crate::azure::{ClientError, Stage};
 use crate::identity::claims::{PRINCIPAL_CLAIMS, TOKEN_CLAIMS, pick};
 use crate::identity::{ProvidedToken, UserAssignedId, scope_to_resource};
-use crate::invocation::{Invocation, Reply};
+use crate::invocation::{Invocation, Reply, repeated_query_parameter};
 use crate::names::Resource;
 use crate::problem::{Problem, ProblemType};
 use crate::state::AppState;
@@ -74,9 +74,7 @@ impl<'a> TokenQuery<'a> {
                 _ => continue,
             };
             if slot.replace(value).is_some() {
-                return Err(Problem::bad_request(format!(
-                    "query parameter {name} is given more than once"
-                )));
+                return Err(repeated_query_parameter(name));
             }
         }
         Ok(query)

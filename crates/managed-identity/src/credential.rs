@@ -6,7 +6,7 @@ use crate::response::{parse_error, parse_token};
 use crate::retry::{RetryOptions, is_retriable, parse_retry_after};
 use crate::single_flight::{Failed, Fresh, Miss, Served};
 use crate::source::{IMDS_TOKEN_URL, IdentitySource, SourceKind};
-use crate::token_cache::{self, EndpointKey, KeyParts, KeyRef, TokenCache, TokenKey};
+use crate::token_cache::{self, EndpointKey, KeyParts, KeyRef, TokenCache};
 use crate::transport::{EndpointRequest, IdentityTransport};
 use crate::user_assigned::{SelectorKind, UserAssignedId};
 use async_trait::async_trait;
@@ -308,7 +308,7 @@ impl ManagedIdentityCredential {
             return Err(IdentityError::InvalidScopes("the resource is empty".into()));
         }
         self.fetcher.source.check_selector(identity)?;
-        let key = self.key(resource, identity);
+        let key = self.key(&normalized(resource), identity).to_owned_key();
         let fetch = || {
             // Built only when a fetch starts (never on cache hits).
             let fetcher = self.fetcher.clone();
@@ -373,12 +373,9 @@ impl ManagedIdentityCredential {
     ) -> Option<ProvidedToken> {
         let identity = identity.or(self.default_identity.as_ref());
         let resource = normalized(resource);
-        let key = KeyRef {
-            endpoint: &self.endpoint_key,
-            identity,
-            resource: &resource,
-        };
-        let token = self.cache.fresh(&key as &dyn KeyParts)?;
+        let token = self
+            .cache
+            .fresh(&self.key(&resource, identity) as &dyn KeyParts)?;
         Some(ProvidedToken {
             token,
             cached: true,
@@ -386,13 +383,13 @@ impl ManagedIdentityCredential {
         })
     }
 
-    /// What a token for `resource` as `identity` is cached under. Variants
-    /// Entra treats as one resource share one entry (and one token).
-    fn key(&self, resource: &str, identity: Option<&UserAssignedId>) -> TokenKey {
-        TokenKey {
-            endpoint: self.endpoint_key.clone(),
-            identity: identity.cloned(),
-            resource: normalize_resource(resource),
+    /// What a token for `resource` (normalized: variants Entra treats as one
+    /// resource share one entry, and one token) as `identity` is cached under.
+    fn key<'a>(&'a self, resource: &'a str, identity: Option<&'a UserAssignedId>) -> KeyRef<'a> {
+        KeyRef {
+            endpoint: &self.endpoint_key,
+            identity,
+            resource,
         }
     }
 
@@ -555,8 +552,7 @@ fn normalized(resource: &str) -> Cow<'_, str> {
     {
         return Cow::Borrowed(resource);
     }
-    // Plain byte scans
-    // (`str::find` sets up a searcher on each call; slice compares call memcmp).
+    // Plain byte scans: `str::find` sets up a searcher on each call.
     let bytes = resource.as_bytes();
     let scheme_end = (0..bytes.len().saturating_sub(2))
         .find(|&i| bytes[i] == b':' && bytes[i + 1] == b'/' && bytes[i + 2] == b'/');

@@ -63,6 +63,17 @@ impl KeyParts for TokenKey {
     }
 }
 
+impl KeyRef<'_> {
+    /// The key a new entry is stored under.
+    pub fn to_owned_key(self) -> TokenKey {
+        TokenKey {
+            endpoint: self.endpoint.clone(),
+            identity: self.identity.cloned(),
+            resource: self.resource.to_owned(),
+        }
+    }
+}
+
 impl KeyParts for KeyRef<'_> {
     fn parts(&self) -> KeyRef<'_> {
         *self

@@ -15,11 +15,8 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 /// no valid `traceparent`, starts one), with a fresh span id. Run the work in
 /// it with [`opentelemetry::context::FutureExt::with_context`].
 pub fn child_of(caller: &TraceHeaders) -> Context {
-    let remote = match caller.traceparent {
-        Some(_) => caller.context().span().span_context().clone(),
-        // What `caller.context()` would give, read in place (no clone of it).
-        None => Context::map_current(|cx| cx.span().span_context().clone()),
-    };
+    let parent = caller.context();
+    let remote = parent.span().span_context().clone();
     let span_id = SpanId::from(fastrand::u64(1..));
     let ids = if remote.is_valid() {
         SpanContext::new(
