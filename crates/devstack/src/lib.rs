@@ -45,9 +45,54 @@ pub fn world_guid(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
-/// A free IPv4 loopback port (bound and released).
+/// A free IPv4 loopback port for a child process to bind (the handler under
+/// the host, Azurite).
+///
+/// Not from `bind(0)`: the kernel may hand the same ephemeral port to the next
+/// `bind(0)` in this process before the child binds it, and the host's
+/// readiness probe would then be answered by another server. So ports come
+/// from below the ephemeral range, each at most once per process.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let highest = ephemeral_ports_start().saturating_sub(1).max(LOWEST + 1);
+    let span = highest - LOWEST;
+    // Processes start at different offsets, so parallel runs rarely meet.
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (offset + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port below the ephemeral range",
+    ))
+}
+
+/// The first port the kernel hands out for `bind(0)` and outgoing connections.
+fn ephemeral_ports_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_bindable_below_the_ephemeral_range_and_never_repeat() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for port in ports {
+            assert!(u32::from(port) < ephemeral_ports_start(), "{port}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 }
