@@ -187,6 +187,9 @@ impl serde::Serialize for InvocationId {
 /// (what `url::form_urlencoded::parse` gives). Most queries have nothing to
 /// decode; those are split without the decoder's per-byte passes.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    if query.is_empty() {
+        return Vec::new();
+    }
     let bytes = query.as_bytes();
     // Every search here is memchr (word-wide, not per byte), at ASCII bytes,
     // so every slice is on a char boundary.
