@@ -93,7 +93,13 @@ pub fn trace_of(headers: &HeaderMap) -> TraceHeaders {
             .get_all(name)
             .filter_map(move |v| Some((name.as_str(), v.to_str().ok()?)))
     };
-    TraceHeaders::from_pairs(named(&TRACEPARENT).chain(named(&TRACESTATE)))
+    let mut parents = named(&TRACEPARENT).peekable();
+    // Without a traceparent, tracestate means nothing (W3C Trace Context):
+    // not looked up.
+    if parents.peek().is_none() {
+        return TraceHeaders::default();
+    }
+    TraceHeaders::from_pairs(parents.chain(named(&TRACESTATE)))
 }
 
 /// A response body sent as it arrives (proxy mode: the host streams it on),
@@ -379,6 +385,35 @@ mod tests {
             HeaderValue::from_str(value).unwrap(),
         );
         h
+    }
+
+    #[test]
+    fn trace_context_is_read_from_the_request_headers() {
+        const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let of = |pairs: &[(&'static str, &[u8])]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_bytes(value).unwrap(),
+                );
+            }
+            trace_of(&h)
+        };
+        let both = of(&[("traceparent", PARENT.as_bytes()), ("tracestate", b"a=1")]);
+        assert_eq!(both.traceparent.as_deref(), Some(PARENT));
+        assert_eq!(both.tracestate.as_deref(), Some("a=1"));
+        // A tracestate alone, a traceparent that is not text, or two of them: none.
+        for pairs in [
+            &[("tracestate", &b"a=1"[..])][..],
+            &[("traceparent", b"00-\xff"), ("tracestate", b"a=1")],
+            &[
+                ("traceparent", PARENT.as_bytes()),
+                ("traceparent", PARENT.as_bytes()),
+            ],
+        ] {
+            assert_eq!(of(pairs), TraceHeaders::default(), "{pairs:?}");
+        }
     }
 
     #[test]

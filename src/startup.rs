@@ -57,7 +57,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .route("/", web::get().to(readiness))
-                .configure(forward::configure)
+                .configure(forward::configure(app_state.clone()))
                 .configure(payload::configure)
                 .default_service(web::to(no_such_function))
         })

@@ -11,30 +11,32 @@ use crate::problem::Problem;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-/// Registers every function's forward routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for spec in functions::ALL {
-        for (method, path) in spec.routes {
-            let method =
-                actix_web::http::Method::from_bytes(method.as_bytes()).expect("valid method");
-            cfg.route(
-                path,
-                web::method(method).to(move |req, payload| handle(spec, req, payload)),
-            );
+/// Registers every function's forward routes, each holding the app state
+/// (looked up in the request's extensions, it would cost a hash lookup per
+/// request).
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        for spec in functions::ALL {
+            for (method, path) in spec.routes {
+                let method =
+                    actix_web::http::Method::from_bytes(method.as_bytes()).expect("valid method");
+                let state = state.clone();
+                cfg.route(
+                    path,
+                    web::method(method)
+                        .to(move |req, payload| handle(spec, state.clone(), req, payload)),
+                );
+            }
         }
     }
 }
 
 async fn handle(
     spec: &'static FunctionSpec,
+    state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    // From the request, not a third extractor: one future fewer per request.
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("startup registers the app state")
-        .clone();
     let limit = state.limits.max_body_bytes;
     let (body, body_stream) = if spec.streams_body {
         let chunks = futures::StreamExt::map(payload, |chunk| chunk.map_err(|e| e.to_string()));
