@@ -8,7 +8,7 @@ use crate::problem::Problem;
 use crate::telemetry::TraceHeaders;
 use actix_web::http::{
     Method, StatusCode,
-    header::{HeaderMap, HeaderName},
+    header::{HeaderMap, HeaderName, HeaderValue},
 };
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -68,20 +68,35 @@ impl Protocol {
     /// request look proxied. Only labels and the response-size cap depend on
     /// this, never an authorization decision.
     pub fn of_request(headers: &HeaderMap) -> Self {
-        let single = |name: &HeaderName| {
-            let mut values = headers.get_all(name);
-            let first = values.next().and_then(|v| v.to_str().ok());
-            first.filter(|_| values.next().is_none())
-        };
-        // The second header is looked for only when the first is there.
-        match single(&INVOCATION_ID).and_then(|a| Some((a, single(&PROXY_INVOCATION_ID)?))) {
-            // Equal, so one GUID check serves both.
-            Some((a, b)) if a.eq_ignore_ascii_case(b) && uuid::Uuid::try_parse(a).is_ok() => {
-                Protocol::Proxy
-            }
-            _ => Protocol::Forward,
-        }
+        host_invocation(headers).1
     }
+}
+
+/// The invocation's id ([`invocation_id`]) and how the host delivered it
+/// ([`Protocol::of_request`]), from one read of the host's id header.
+pub fn host_invocation(headers: &HeaderMap) -> (InvocationId, Protocol) {
+    let mut values = headers.get_all(&INVOCATION_ID);
+    let first = values.next();
+    // The last of two or more; none when there is only one.
+    let last = values.next_back();
+    let host = host_guid(last.or(first));
+    let proxied = host.is_some() && last.is_none() && {
+        // The proxy header is looked for only when the host's id is there.
+        let mut proxy = headers.get_all(&PROXY_INVOCATION_ID);
+        match (proxy.next(), proxy.next()) {
+            // Equal to a GUID, so a GUID too.
+            (Some(proxy), None) => {
+                first.is_some_and(|id| id.as_bytes().eq_ignore_ascii_case(proxy.as_bytes()))
+            }
+            _ => false,
+        }
+    };
+    let protocol = if proxied {
+        Protocol::Proxy
+    } else {
+        Protocol::Forward
+    };
+    (InvocationId::or_fresh(host), protocol)
 }
 
 /// The trace context in a request's headers (values that aren't text are skipped).
@@ -155,16 +170,15 @@ const PROXY_INVOCATION_ID: HeaderName = HeaderName::from_static(PROXY_INVOCATION
 /// taken, and only as a hyphenated GUID; anything else (or none, outside the
 /// host) gets a fresh id, so caller-supplied text never reaches logs or records.
 pub fn invocation_id(headers: &HeaderMap) -> InvocationId {
-    let host = headers
-        .get_all(&INVOCATION_ID)
-        .next_back()
+    InvocationId::or_fresh(host_guid(headers.get_all(&INVOCATION_ID).next_back()))
+}
+
+/// A header value that is a hyphenated GUID.
+fn host_guid(value: Option<&HeaderValue>) -> Option<uuid::Uuid> {
+    value
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() == 36)
-        .and_then(|v| uuid::Uuid::try_parse(v).ok());
-    // A correlation id, not a secret: a fast generator will do.
-    InvocationId(host.unwrap_or_else(|| {
-        uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
-    }))
+        .and_then(|v| uuid::Uuid::try_parse(v).ok())
 }
 
 /// An invocation's id: a GUID, shown lower-case and hyphenated. Kept as its
@@ -172,6 +186,16 @@ pub fn invocation_id(headers: &HeaderMap) -> InvocationId {
 /// where a log line, span or record shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvocationId(uuid::Uuid);
+
+impl InvocationId {
+    /// The host's id, or (none, outside the host) a fresh one.
+    fn or_fresh(host: Option<uuid::Uuid>) -> Self {
+        // A correlation id, not a secret: a fast generator will do.
+        Self(host.unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+        }))
+    }
+}
 
 impl std::fmt::Display for InvocationId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -325,7 +349,6 @@ impl Reply {
             _ if self.content_type.is_empty() => {}
             // A constant needs no copy.
             Cow::Borrowed(constant) => {
-                use actix_web::http::header::HeaderValue;
                 // Checked at compile time: `from_static` checks each byte
                 // when it runs, and these two are most replies.
                 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -364,7 +387,6 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderValue;
 
     const HOST: &str = "7c3e1b9a-4f0d-4b8e-9a51-2d6f0c8e1a34";
 
@@ -469,6 +491,40 @@ mod tests {
         assert_eq!(invocation_id(&headers(&[HOST])).to_string(), HOST);
         let upper = HOST.to_ascii_uppercase();
         assert_eq!(invocation_id(&headers(&[&upper])).to_string(), HOST);
+    }
+
+    #[test]
+    fn one_read_of_the_host_headers_gives_the_id_and_the_mode() {
+        let other = "0b6c3a2e-1d4f-4e5a-8b7c-9d0e1f2a3b4c";
+        let cases = [
+            (
+                with_proxy_id(headers(&[HOST]), HOST),
+                Some(HOST),
+                Protocol::Proxy,
+            ),
+            (
+                with_proxy_id(headers(&[HOST]), &HOST.to_ascii_uppercase()),
+                Some(HOST),
+                Protocol::Proxy,
+            ),
+            (headers(&[HOST]), Some(HOST), Protocol::Forward),
+            (
+                with_proxy_id(headers(&[other, HOST]), other),
+                Some(HOST),
+                Protocol::Forward,
+            ),
+            (with_proxy_id(headers(&["x"]), "x"), None, Protocol::Forward),
+            (with_proxy_id(headers(&[]), HOST), None, Protocol::Forward),
+        ];
+        for (h, id, protocol) in cases {
+            let (got_id, got_protocol) = host_invocation(&h);
+            assert_eq!(got_protocol, protocol, "{h:?}");
+            assert_eq!(got_protocol, Protocol::of_request(&h), "{h:?}");
+            if let Some(id) = id {
+                assert_eq!(got_id.to_string(), id, "{h:?}");
+                assert_eq!(got_id, invocation_id(&h), "{h:?}");
+            }
+        }
     }
 
     #[test]

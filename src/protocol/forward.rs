@@ -4,8 +4,7 @@
 
 use crate::functions::{self, FunctionSpec};
 use crate::invocation::{
-    BodyError, BodyStream, Invocation, Protocol, Reply, invocation_id, query_pairs, read_body,
-    trace_of,
+    BodyError, BodyStream, Invocation, Reply, host_invocation, query_pairs, read_body, trace_of,
 };
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -55,6 +54,7 @@ async fn handle(
             }
         }
     };
+    let (invocation_id, protocol) = host_invocation(req.headers());
     let invocation = Invocation {
         function: spec.name,
         method: req.method().clone(),
@@ -72,9 +72,9 @@ async fn handle(
         },
         body,
         body_stream,
-        invocation_id: invocation_id(req.headers()),
+        invocation_id,
         trace: trace_of(req.headers()),
-        protocol: Protocol::of_request(req.headers()),
+        protocol,
     };
     Reply::into_response(functions::invoke(spec, invocation, &state).await)
 }
