@@ -123,12 +123,9 @@ fn bare_actix() -> PathBuf {
         .clone()
 }
 
+/// devstack's: a port no other server in this process can be handed first.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    devstack::free_port().expect("a free loopback port")
 }
 
 /// One `GET /` on a fresh connection: whether it answered 200.

@@ -80,21 +80,19 @@ pub fn host_invocation(headers: &HeaderMap) -> (InvocationId, Protocol) {
     // The last of two or more; none when there is only one.
     let last = values.next_back();
     let host = host_guid(last.or(first));
-    let proxied = host.is_some() && last.is_none() && {
-        // The proxy header is looked for only when the host's id is there.
-        let mut proxy = headers.get_all(&PROXY_INVOCATION_ID);
-        match (proxy.next(), proxy.next()) {
-            // Equal to a GUID, so a GUID too.
-            (Some(proxy), None) => {
-                first.is_some_and(|id| id.as_bytes().eq_ignore_ascii_case(proxy.as_bytes()))
+    // Proxy mode: one host id, a GUID, and one proxy header equal to it
+    // (looked for only then).
+    let protocol = match (first, last, host) {
+        (Some(id), None, Some(_)) => {
+            let mut proxy = headers.get_all(&PROXY_INVOCATION_ID);
+            match (proxy.next(), proxy.next()) {
+                (Some(p), None) if p.as_bytes().eq_ignore_ascii_case(id.as_bytes()) => {
+                    Protocol::Proxy
+                }
+                _ => Protocol::Forward,
             }
-            _ => false,
         }
-    };
-    let protocol = if proxied {
-        Protocol::Proxy
-    } else {
-        Protocol::Forward
+        _ => Protocol::Forward,
     };
     (InvocationId::or_fresh(host), protocol)
 }

@@ -3,12 +3,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// devstack's: a port no other server in this process can be handed first.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    devstack::free_port().expect("a free loopback port")
 }
 
 fn start(env: &[(&str, String)]) -> Child {
